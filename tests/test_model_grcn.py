@@ -15,6 +15,16 @@ VARIANTS = [
 ]
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny graphs: one intra-op thread is faster, and immune to a busy machine's thread contention."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _model(ds, seed=0, **hp):
     params = {p.name: p.default for p in GRCN.declared_params()}
     params.update({"factors": 8, "dim_latent": 6, "lr": 0.01, "l_w": 1e-3}, **hp)

@@ -3,3 +3,7 @@ from external.models.vbpr import VBPR
 from external.models.lightgcnm import LightGCNM
 from external.models.mmgcn import MMGCN
 from external.models.grcn import GRCN
+from external.models.amr import AMR
+from external.models.balanced import *  # noqa: F401,F403  (VBPR_MB, LightGCNM_MB, ... for the bases present)
+from external.models.freedom import FREEDOM
+from external.models.slmrec import SLMRec

@@ -145,10 +145,6 @@ class VBPR(MultimodalRecommender):
         reg_e = l2_reg(*self.E, batch_size=n)
         return bpr_loss(s[:n], s[n:]) + self.l_w * reg_w + self.l_b * reg_b + self.l_e * reg_e
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
-        """Adam with ``lr`` (the fused kernel: same maths, one pass over the parameter tables)."""
-        return torch.optim.Adam(self.parameters(), lr=float(self.lr), fused=True)
-
     # ---- scoring ------------------------------------------------------------------------------------
     def prepare_scoring(self) -> None:
         self._cache = self._content()

@@ -1,0 +1,3 @@
+from external.models.slmrec.slmrec import SLMRec
+
+__all__ = ["SLMRec"]

@@ -1,0 +1,184 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from elliot.recommender.base import TripletBatch
+from external.models.freedom import FREEDOM, knn_graph
+from tests.helpers import random_dataset
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _model(ds, seed=0, **hp):
+    params = {p.name: p.default for p in FREEDOM.declared_params()}
+    params.update({"factors": 8, "factors_multimod": 8, "top_k": 4, "lr": 0.01, "l_w": 0.1}, **hp)
+    torch.manual_seed(seed)
+    return FREEDOM(ds, params, torch.device("cpu"))
+
+
+def _batch(ds, n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    coo = ds.train.tocoo()
+    pick = torch.randint(0, coo.nnz, (n,), generator=g)
+    return TripletBatch(users=torch.as_tensor(coo.row, dtype=torch.long)[pick],
+                        pos_items=torch.as_tensor(coo.col, dtype=torch.long)[pick],
+                        neg_items=torch.randint(0, ds.n_items, (n,), generator=g))
+
+
+def _train(model, batch, steps=30):
+    opt = model.make_optimizer()
+    for epoch in range(steps):
+        model.on_epoch_start(epoch)
+        opt.zero_grad()
+        loss = model.loss(batch)
+        loss.backward()
+        opt.step()
+    return loss
+
+
+def test_knn_graph_matches_dense_topk_in_chunks():
+    x = torch.randn(50, 7)
+    index = knn_graph(x, 5, chunk_size=7)
+    assert index.shape == (2, 250)
+    xn = F.normalize(x, dim=1)
+    expected = torch.topk(xn @ xn.T, 5, dim=1).indices
+    got = index[1].view(50, 5)
+    assert torch.equal(index[0].view(50, 5), torch.arange(50).view(-1, 1).expand(50, 5))
+    assert all(set(got[i].tolist()) == set(expected[i].tolist()) for i in range(50))
+    assert torch.equal(knn_graph(x, 5), index)  # chunking does not change the result
+    assert (got == torch.arange(50).view(-1, 1)).any(1).all()  # an item is its own nearest neighbour
+
+
+def test_frozen_item_graph_is_weighted_mean_of_knn_graphs():
+    ds = random_dataset()
+    model = _model(ds, top_k=4)
+    assert model.hp["mw"] == [0.1, 0.9]
+    dense = model.item_adj.to_dense()
+    # every modality graph has k entries of 1/k per row, weighted by 0.1 / 0.9 -> rows sum to 1
+    assert torch.allclose(dense.sum(1), torch.ones(ds.n_items), atol=1e-5)
+    vis = torch.zeros(ds.n_items, ds.n_items)
+    index = knn_graph(torch.as_tensor(ds.features["visual"]), 4)
+    vis[index[0], index[1]] = 0.25
+    txt = torch.zeros_like(vis)
+    index = knn_graph(torch.as_tensor(ds.features["textual"]), 4)
+    txt[index[0], index[1]] = 0.25
+    assert torch.allclose(dense, 0.1 * vis + 0.9 * txt, atol=1e-6)
+    with pytest.raises(Exception):
+        _model(ds, mw=[1.0])
+
+
+def test_degree_sensitive_pruning():
+    ds = random_dataset()
+    model = _model(ds, drop=0.5)
+    n_edges = ds.train.nnz
+    model.on_epoch_start(0)
+    a0 = model._masked_adj.to_dense()
+    model.on_epoch_start(0)
+    assert torch.equal(a0, model._masked_adj.to_dense())  # seeded by (seed, epoch)
+    model.on_epoch_start(1)
+    assert not torch.equal(a0, model._masked_adj.to_dense())
+    assert torch.allclose(a0, a0.T)
+    nu = ds.n_users
+    block = a0[:nu, nu:]
+    assert int((block > 0).sum()) == int(n_edges * 0.5)
+    assert not block[torch.as_tensor(ds.train.toarray()) == 0].any()  # only training edges
+    # symmetric normalisation with the kept graph's degrees
+    binary = (block > 0).float()
+    du, di = binary.sum(1), binary.sum(0)
+    rows, cols = torch.nonzero(binary, as_tuple=True)
+    assert torch.allclose(block[rows, cols], (du[rows] * di[cols]).rsqrt(), atol=1e-5)
+    model_full = _model(ds, drop=0.0)
+    model_full.on_epoch_start(0)
+    assert torch.allclose(model_full._masked_adj.to_dense(), model_full.norm_adj.to_dense())
+
+
+def test_training_lowers_loss_and_trains_projections():
+    ds = random_dataset()
+    model = _model(ds)
+    batch = _batch(ds)
+    model.on_epoch_start(0)
+    first = model.loss(batch).item()
+    loss = _train(model, batch)
+    assert torch.isfinite(loss)
+    model.on_epoch_start(0)
+    assert model.loss(batch).item() < first
+    assert model.proj[0].weight.grad is not None and model.proj[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_score_and_pairs_agree(fuse):
+    ds = random_dataset()
+    model = _model(ds, fuse_modalities=fuse)
+    _train(model, _batch(ds), steps=3)
+    users = torch.arange(ds.n_users)
+    items = torch.randint(0, ds.n_items, (ds.n_users,))
+    with torch.no_grad():
+        full = model.score(users)
+        assert full.shape == (ds.n_users, ds.n_items) and torch.isfinite(full).all()
+        model.prepare_scoring()
+        cached = model.score(users)
+        model.end_scoring()
+        pairs = model.score_pairs(users, items)
+    assert torch.allclose(full, cached)
+    assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_modality_embeddings(fuse):
+    ds = random_dataset()
+    model = _model(ds, fuse_modalities=fuse)
+    users, items = torch.arange(10), torch.arange(10, 20)
+    emb = model.modality_embeddings(users, items)
+    assert set(emb) == {"id", "visual", "textual"}
+    for eu, ei in emb.values():
+        assert eu.shape == (10, 8) and ei.shape == (10, 8)
+    scores = model.modality_scores(users, items)
+    fused = model.score_pairs(users, items)
+    if fuse:  # the fused score is exactly the sum of the branch scores
+        assert torch.allclose(sum(scores.values()), fused, atol=1e-5)
+    else:  # MMRec: the ID path alone is the fused score
+        assert torch.allclose(scores["id"], fused, atol=1e-6)
+
+
+def test_gradients_reach_replaced_features():
+    ds = random_dataset()
+    model = _model(ds)
+    graph = model.item_adj.to_dense().clone()
+    stored = model.feature("visual").clone()
+    users, items = torch.arange(5), torch.arange(5)
+    delta = torch.zeros_like(stored, requires_grad=True)
+    with model.features_replaced({"visual": stored + delta}):
+        model.modality_scores(users, items)["visual"].sum().backward()
+    assert delta.grad is not None and delta.grad[:5].abs().sum() > 0
+    assert delta.grad[5:].abs().sum() == 0
+    assert torch.equal(model.feature("visual"), stored)
+    # default (MMRec): features reach neither the fused score nor the frozen graph
+    with torch.no_grad(), model.features_replaced({"visual": stored * 3 + 1}):
+        attacked = model.score_pairs(users, items)
+    assert torch.equal(attacked, model.score_pairs(users, items))
+    assert torch.equal(model.item_adj.to_dense(), graph)
+    # fused variant: the replacement reaches the score through the projection
+    fused = _model(ds, fuse_modalities=True)
+    delta = torch.zeros_like(stored, requires_grad=True)
+    with fused.features_replaced({"visual": stored + delta}):
+        fused.score_pairs(users, items).sum().backward()
+    assert delta.grad[:5].abs().sum() > 0
+    with torch.no_grad(), fused.features_replaced({"visual": stored * 3 + 1}):
+        changed = fused.score_pairs(users, items)
+    assert not torch.allclose(changed, fused.score_pairs(users, items))
+
+
+def test_deterministic_with_fixed_seed():
+    ds = random_dataset()
+    batch = _batch(ds)
+    a, b = _model(ds, seed=3), _model(ds, seed=3)
+    assert torch.equal(_train(a, batch, steps=5), _train(b, batch, steps=5))
+    with torch.no_grad():
+        assert torch.equal(a.score(torch.arange(5)), b.score(torch.arange(5)))
