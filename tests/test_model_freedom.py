@@ -3,7 +3,8 @@ import torch
 from torch.nn import functional as F
 
 from elliot.recommender.base import TripletBatch
-from external.models.freedom import FREEDOM, knn_graph
+from elliot.recommender.knn import knn_graph
+from external.models.freedom import FREEDOM
 from tests.helpers import random_dataset
 
 

@@ -69,8 +69,8 @@ from elliot.errors import ConfigError
 from elliot.recommender.base import TripletBatch, bpr_loss
 from elliot.recommender.graph import normalized_ui_graph
 from elliot.recommender.multimodal import MultimodalRecommender
-from external.models.freedom.knn import knn_graph, sym_norm_values
-from external.models.freedom.sparse import SparseOp
+from elliot.recommender.knn import knn_graph, sym_norm_values
+from elliot.recommender.sparse import SparseOp
 
 
 class FREEDOM(MultimodalRecommender):

@@ -61,7 +61,7 @@ from elliot.dataset.dataset import Dataset
 from elliot.recommender.base import TripletBatch, bpr_loss
 from elliot.recommender.graph import normalized_ui_graph
 from elliot.recommender.multimodal import MultimodalRecommender
-from external.models.slmrec.sparse import SparseOp
+from elliot.recommender.sparse import SparseOp
 
 
 def info_nce(a: Tensor, b: Tensor, temp: float) -> Tensor:
