@@ -47,3 +47,17 @@ class FixedScores(torch.nn.Module):
 
     def score(self, users):
         return self.scores[users]
+
+
+def structured_dataset(n_users=120, n_items=60, seed=0):
+    """A small dataset drawn from latent factors by the default-data generator (learnable structure,
+    unlike :func:`random_dataset`), split per user into train / validation / test."""
+    from elliot.dataset.generator import generate, split_per_user
+
+    users, items, ts, visual, textual, _ = generate(n_users=n_users, n_items=n_items, dim=4, mean_extra=6,
+                                                    visual_dim=8, textual_dim=6, seed=seed)
+    part = split_per_user(users, ts, val_ratio=0.15, test_ratio=0.2)
+    splits = [csr(users[part == p], items[part == p], (n_users, n_items)) for p in (0, 1, 2)]
+    return Dataset(name="structured", user_ids=np.array([f"u{i}" for i in range(n_users)]),
+                   item_ids=np.array([f"i{i}" for i in range(n_items)]), train=splits[0], validation=splits[1],
+                   test=splits[2], features={"visual": visual, "textual": textual})

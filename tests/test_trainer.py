@@ -7,7 +7,7 @@ from elliot.evaluation.evaluator import Evaluator
 from elliot.recommender.baselines import BPRMF, LightGCN, MostPop
 from elliot.training.addons import TrainingAddon
 from elliot.training.trainer import Trainer
-from tests.helpers import random_dataset
+from tests.helpers import random_dataset, structured_dataset
 
 
 def _train(cls, ds, epochs=4, seed=3, rate=1, early=None, addons=(), **hp):
@@ -87,7 +87,7 @@ def test_addon_extra_loss_is_added():
 
 
 def test_learning_beats_random():
-    ds = random_dataset(n_users=80, n_items=40, density=0.3)
+    ds = structured_dataset()
     _, _, trained = _train(LightGCN, ds, epochs=15)
     _, _, untrained = _train(LightGCN, ds, epochs=1, lr=0.0)
     assert trained.get("Recall", 10) > untrained.get("Recall", 10)

@@ -78,7 +78,7 @@ class Recommender(nn.Module):
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         """Adam over all parameters with ``lr`` (models with other needs override)."""
-        return torch.optim.Adam(self.parameters(), lr=float(self.hp.get("lr", 1e-3)))
+        return torch.optim.Adam(self.parameters(), lr=float(self.hp.get("lr", 1e-3)), fused=True)
 
     def make_sampler(self, dataset: Dataset, seed: int):
         """The trainer's source of batches: an object whose ``epoch(batch_size)`` yields

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.recommender.base import Recommender, TripletBatch, bpr_loss, l2_reg
-from elliot.recommender.graph import normalized_ui_graph, propagate
+from elliot.recommender.graph import propagate_mean, ui_propagation_op
 
 
 class MostPop(Recommender):
@@ -88,23 +88,24 @@ class LightGCN(Recommender):
 
     def __init__(self, dataset: Dataset, hp: dict, device: torch.device):
         super().__init__(dataset, hp, device)
-        self.user_emb = nn.Embedding(self.n_users, self.factors)
-        self.item_emb = nn.Embedding(self.n_items, self.factors)
-        nn.init.xavier_uniform_(self.user_emb.weight)
-        nn.init.xavier_uniform_(self.item_emb.weight)
-        self.adj = normalized_ui_graph(dataset.train, self.device)
+        users, items = torch.empty(self.n_users, self.factors), torch.empty(self.n_items, self.factors)
+        nn.init.xavier_uniform_(users)
+        nn.init.xavier_uniform_(items)
+        # one table [E_u; E_i]: the layer-0 input of the propagation without a concatenation per batch
+        self.embedding = nn.Parameter(torch.cat([users, items]))
+        self.adj = ui_propagation_op(dataset.train, self.device)
         self._cache = None
         self.to(self.device)
 
     def propagate(self) -> tuple:
-        ego = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        final = torch.stack(propagate(self.adj, ego, self.n_layers)).mean(0)
+        final = propagate_mean(self.adj, self.embedding, self.n_layers)
         return final[: self.n_users], final[self.n_users:]
 
     def loss(self, batch: TripletBatch) -> Tensor:
         users, items = self.propagate()
         u, i, j = users[batch.users], items[batch.pos_items], items[batch.neg_items]
-        reg = l2_reg(self.user_emb(batch.users), self.item_emb(batch.pos_items), self.item_emb(batch.neg_items),
+        ego_items = self.embedding[self.n_users:]
+        reg = l2_reg(self.embedding[batch.users], ego_items[batch.pos_items], ego_items[batch.neg_items],
                      batch_size=len(batch.users))
         return bpr_loss((u * i).sum(-1), (u * j).sum(-1)) + self.l_w * reg
 

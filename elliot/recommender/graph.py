@@ -6,13 +6,15 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from elliot.recommender.sparse import SparseOp
+
 
 def scipy_to_torch(matrix: sp.spmatrix, device: torch.device) -> Tensor:
     """A scipy sparse matrix as a coalesced float32 torch COO tensor on ``device``."""
     coo = matrix.tocoo()
     index = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
     values = torch.from_numpy(coo.data.astype(np.float32))
-    return torch.sparse_coo_tensor(index, values, coo.shape).coalesce().to(device)
+    return torch.sparse_coo_tensor(index, values, coo.shape, check_invariants=False).coalesce().to(device)
 
 
 def symmetric_normalize(adj: sp.spmatrix) -> sp.csr_matrix:
@@ -37,10 +39,24 @@ def normalized_ui_graph(train: sp.csr_matrix, device: torch.device) -> Tensor:
     return scipy_to_torch(symmetric_normalize(user_item_adjacency(train)), device)
 
 
-def propagate(adj: Tensor, x: Tensor, n_layers: int) -> list:
-    """[x, Ax, A^2x, ...] (n_layers + 1 tensors)."""
+def ui_propagation_op(train: sp.csr_matrix, device: torch.device) -> SparseOp:
+    """:func:`normalized_ui_graph` as a CSR :class:`SparseOp` (symmetric: one CSR serves forward and backward)."""
+    return SparseOp(normalized_ui_graph(train, device), symmetric=True)
+
+
+def propagate(adj, x: Tensor, n_layers: int) -> list:
+    """[x, Ax, A^2x, ...] (n_layers + 1 tensors); ``adj`` a :class:`SparseOp` or a torch sparse tensor."""
     layers = [x]
     for _ in range(n_layers):
-        x = torch.sparse.mm(adj, x)
+        x = adj @ x if isinstance(adj, SparseOp) else torch.sparse.mm(adj, x)
         layers.append(x)
     return layers
+
+
+def propagate_mean(adj, x: Tensor, n_layers: int) -> Tensor:
+    """LightGCN's readout 1/(K+1) Σ_k A^k x, summed layer by layer (no stacked copy of the K+1 layers)."""
+    total = x
+    for _ in range(n_layers):
+        x = adj @ x if isinstance(adj, SparseOp) else torch.sparse.mm(adj, x)
+        total = total + x
+    return total / (n_layers + 1)

@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.recommender.base import TripletBatch, bpr_loss, l2_reg
-from elliot.recommender.graph import normalized_ui_graph, propagate
+from elliot.recommender.graph import propagate_mean, ui_propagation_op
 from elliot.recommender.multimodal import MultimodalRecommender
 
 
@@ -74,7 +74,7 @@ class LightGCNM(MultimodalRecommender):
             nn.init.xavier_uniform_(self.item_emb.weight)
         self.proj = nn.ModuleList([nn.Linear(self.feature_dim(m), k) for m in self.modalities])
         self.fuse = nn.Linear(k * len(self.modalities), k, bias=False) if self.aggregation == "concat" else None
-        self.adj = normalized_ui_graph(dataset.train, self.device)
+        self.adj = ui_propagation_op(dataset.train, self.device)
         self._cache = None
         self.to(self.device)
 
@@ -98,13 +98,13 @@ class LightGCNM(MultimodalRecommender):
         return torch.cat([self.user_emb.weight, items])
 
     def propagate(self) -> Tuple[Tensor, Tensor]:
-        final = torch.stack(propagate(self.adj, self._ego(), self.n_layers)).mean(0)
+        final = propagate_mean(self.adj, self._ego(), self.n_layers)
         return final[: self.n_users], final[self.n_users:]
 
     # ---- training -----------------------------------------------------------------------------------
     def loss(self, batch: TripletBatch) -> Tensor:
         ego = self._ego()
-        final = torch.stack(propagate(self.adj, ego, self.n_layers)).mean(0)
+        final = propagate_mean(self.adj, ego, self.n_layers)
         users, items = final[: self.n_users], final[self.n_users:]
         u, i, j = batch.users, batch.pos_items, batch.neg_items
         eu = users[u]
@@ -135,7 +135,7 @@ class LightGCNM(MultimodalRecommender):
         zeros_u = self.user_emb.weight.new_zeros(nu, k)
         blocks += [torch.cat([zeros_u, c]) for c in self._modality_inputs()]
         # one propagation of all branches side by side (propagation is linear and column-wise)
-        final = torch.stack(propagate(self.adj, torch.cat(blocks, dim=1), self.n_layers)).mean(0)
+        final = propagate_mean(self.adj, torch.cat(blocks, dim=1), self.n_layers)
         ub = final[users].view(len(users), len(blocks), k)
         ib = final[nu + items].view(len(items), len(blocks), k)
         eu, ei = ub.sum(1), ib.sum(1)
