@@ -93,6 +93,10 @@ def run_trial(ctx: TrialContext, model_name: str, model_cls, params: Dict[str, o
         from elliot.training.defenses import build_addons  # robustness add-ons (issue: adversarial robustness)
 
         addons = build_addons(model, ctx.dataset, defense=defense, training=training, seed=seed)
+    if getattr(meta, "eval_perturbations", False):
+        from elliot.training.addons import PerturbedValidation
+
+        addons.append(PerturbedValidation(ctx.dataset, evaluator, seed))
     trainer = Trainer(model, ctx.dataset, evaluator, epochs=params.get("epochs", 0),
                       batch_size=params.get("batch_size", 1024), seed=seed,
                       validation_rate=meta.validation_rate, validation_metric=meta.validation_metric,

@@ -166,3 +166,25 @@ def test_validate_attacks_defaults_and_check_attackable():
     assert check_attackable(BPRMF, [DEFAULT_ATTACK], "experiment.models.BPRMF", strict=False) is False
     with pytest.raises(ConfigError, match="did you mean 'visual'"):
         check_attackable(TinyVBPR, [{"method": "fgsm", "modality": "visul"}], "x", modalities=["visual", "textual"])
+
+
+def test_eval_perturbations_adds_attacked_validation_to_history_only():
+    from elliot.evaluation.evaluator import Evaluator
+    from elliot.training.addons import PerturbedValidation
+    from elliot.training.trainer import Trainer
+
+    ds = random_dataset(n_users=40, n_items=50, density=0.2, seed=5, dims=(8, 6))
+    runs = []
+    for addons in ([], "probe"):
+        model = make_model(ds, seed=2)
+        ev = Evaluator(ds, cutoffs=[5], metrics=["Recall"])
+        extra = [PerturbedValidation(ds, ev, seed=0)] if addons else []
+        fit = Trainer(model, ds, ev, epochs=4, batch_size=64, seed=0, validation_rate=2,
+                      validation_metric="Recall@5", addons=extra, progress=False).fit()
+        runs.append(fit)
+    plain, probed = runs
+    keys = set(probed.history[1]) - set(plain.history[1])
+    assert keys == {"val_fgsm-all-eps0.05_Recall@5", "val_msap-all-eps0.05_Recall@5"}
+    # selection, losses and clean validation are untouched by the probe
+    assert [h["loss"] for h in plain.history] == [h["loss"] for h in probed.history]
+    assert plain.best_validation == probed.best_validation and plain.best_epoch == probed.best_epoch

@@ -129,6 +129,8 @@ class Trainer:
             if use_validation and ((epoch + 1) % self.validation_rate == 0 or is_last):
                 values = self._validate()
                 record.update(_flatten(values, "val_"))
+                for addon in self.addons:
+                    record.update(addon.after_validation(model, epoch + 1, values))
                 value = values[self.metric_cutoff][self.metric_name]
                 if self._better(value, best_value):
                     best_value, best_epoch, best_values, bad_checks = value, epoch + 1, values, 0
