@@ -102,7 +102,7 @@ class Evaluator:
         with torch.no_grad():
             model.prepare_scoring()
             try:
-                for batch, top, _ in self.top_items(model, users, self.cutoffs[-1], self._masks(split)):
+                for batch, top, top_scores in self.top_items(model, users, self.cutoffs[-1], self._masks(split)):
                     rel_rows = relevant[batch]
                     # hits via sorted keys: row-local key = row * n_items + item
                     keys = np.repeat(np.arange(len(batch)), np.diff(rel_rows.indptr)) * self.dataset.n_items \
@@ -112,6 +112,7 @@ class Evaluator:
                     pos = np.searchsorted(keys, cand)
                     pos[pos >= len(keys)] = 0
                     hits = keys[pos] == cand if len(keys) else np.zeros_like(cand, dtype=bool)
+                    hits &= np.isfinite(top_scores)  # a -inf score is "not recommended" (masked or absent)
                     parts.append(RankingContext(top_items=top.astype(np.int64), hits=hits,
                                                 n_relevant=np.diff(rel_rows.indptr).astype(np.int64),
                                                 item_popularity=self.popularity, n_items=self.dataset.n_items))
