@@ -1,7 +1,8 @@
-"""``run_experiment(path)``: config -> dataset -> for each model: trials -> results.  Only wiring."""
+"""``run_experiment(path)``: config -> dataset -> for each model: sweep of trials -> results.  Only wiring."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -16,7 +17,10 @@ from elliot.errors import ConfigError
 from elliot.recommender.registry import resolve_model
 from elliot.results import report
 from elliot.search import plan_trials
-from elliot.trial import TrialContext, TrialResult, run_trial
+from elliot.search.executors import make_executor, resolve_n_jobs
+from elliot.search.store import TrialStore, dataset_fingerprint, protocol_fingerprint
+from elliot.search.sweep import make_task_factory, run_sweep
+from elliot.trial import TrialContext, TrialResult
 from elliot.utils.device import select_device
 
 logger = logging.getLogger("elliot")
@@ -29,6 +33,39 @@ class ExperimentResult:
     best: Dict[str, TrialResult] = field(default_factory=dict)  # model -> configuration selected on validation
     files: List[Path] = field(default_factory=list)
     table: str = ""
+    restored: Dict[str, int] = field(default_factory=dict)  # model -> trials reused from its trials file
+    ran: Dict[str, int] = field(default_factory=dict)  # model -> trials run by this call
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where a model's trials run (meta overrides the experiment-level setting) and whether finished
+    trials are reused."""
+
+    kind: str  # sequential | process | ray
+    n_jobs: int
+    address: Optional[str]
+    restore: bool
+
+
+def _execution(meta, exp: dict, where: str) -> Execution:
+    n_jobs = meta.n_jobs if meta.n_jobs is not None else exp.get("n_jobs")
+    kind = meta.executor or exp.get("executor")
+    address = meta.ray_address or exp.get("ray_address")
+    restore = meta.restore if meta.restore is not None else exp.get("restore")
+    if kind is None:
+        kind = "process" if resolve_n_jobs(n_jobs) > 1 else "sequential"
+    if kind == "sequential":
+        n = 1
+    elif n_jobs is None:
+        n = os.cpu_count() or 1
+    else:
+        n = resolve_n_jobs(n_jobs)
+    if kind == "ray":
+        from elliot.search.executors import _ray_module
+
+        _ray_module(where)  # a missing optional dependency is said before any data is read
+    return Execution(kind, n, address, True if restore is None else bool(restore))
 
 
 def _setup_logging(folder: Path, timestamp: str) -> Path:
@@ -53,9 +90,13 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
     exp = cfg.experiment_dict()
     external = exp.get("external_models_path")
     plans = {}
+    seed = 42 if exp.get("random_seed") is None else int(exp["random_seed"])
     for name, spec in cfg.models.items():
         cls = resolve_model(name, external)
-        plans[name] = (cls, spec, plan_trials(cls, spec, where=f"experiment.models.{name}"))
+        where = f"experiment.models.{name}"
+        plans[name] = (cls, spec, plan_trials(cls, spec, where=where, seed=seed))
+    execution = {name: _execution(spec.meta, exp, f"experiment.models.{name}.meta")
+                 for name, (_, spec, _) in plans.items()}
 
     timestamp = time.strftime("%Y_%m_%d_%H_%M_%S")
     results_folder = Path(exp["path_output_rec_performance"]).parent
@@ -76,21 +117,62 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
                               "choose between them (selection on test is never done); add "
                               "data_config.validation_path or splitting.validation_splitting")
 
+    for _, _, trials in plans.values():
+        for note in trials.notes:
+            say(note)
+            logger.info(note)
     results_folder.mkdir(parents=True, exist_ok=True)
-    (results_folder / f"config_{timestamp}.yml").write_text(yaml.safe_dump(_resolved(cfg, plans), sort_keys=False))
+    (results_folder / f"config_{timestamp}.yml").write_text(
+        yaml.safe_dump(_resolved(cfg, plans, execution), sort_keys=False))
     device = select_device(exp.get("gpu", -1))
     ctx = TrialContext(dataset=dataset, experiment=exp, device=str(device), progress=progress)
     outcome = ExperimentResult(results_folder=results_folder)
     writer = report.ReportWriter(exp, timestamp, cfg.models)
-    for name, (cls, spec, trials) in plans.items():
-        for params in trials.configurations(ctx):
-            logger.info("trial %s %s", name, params)
-            result = run_trial(ctx, name, cls, params, spec.meta, defense=spec.defense, training=spec.training,
-                               log=logger.info)
-            outcome.trials.setdefault(name, []).append(result)
-            trials.report(result)
-            writer.write_all(outcome.trials)  # after every trial: finished work is never lost
-        outcome.best[name] = trials.best()
+    data_hash = dataset_fingerprint(dataset)
+    executors: dict = {}
+    try:
+        for name, (cls, spec, trials) in plans.items():
+            run = execution[name]
+            kind = "sequential" if run.kind == "process" and trials.size == 1 else run.kind
+            if (kind, run.n_jobs, run.address) not in executors:
+                executors[(kind, run.n_jobs, run.address)] = make_executor(
+                    kind, ctx, run.n_jobs, run.address, where=f"experiment.models.{name}.meta")
+            executor = executors[(kind, run.n_jobs, run.address)]
+            store = TrialStore(results_folder / "trials", name).load()
+            if store.corrupt:
+                msg = (f"{name}: {len(store.corrupt)} corrupt or partial record(s) in {store.path} ignored "
+                       f"(those trials run again): {'; '.join(store.corrupt[:3])}")
+                say(f"warning: {msg}")
+                logger.warning(msg)
+            where = "" if kind == "sequential" else f" on {executor.workers} {kind} worker(s)"
+            logger.info("%s: %s, %d trial(s)%s; trials file %s", name, trials.algorithm, trials.size, where,
+                        store.path)
+            if trials.size > 1:
+                say(f"{name}: {trials.algorithm} search, {trials.size} trials{where}")
+
+            def on_change(results, name=name):
+                outcome.trials[name] = list(results)
+                writer.write_all(outcome.trials)  # after every trial: the tables are always current
+
+            epoch_bar = progress and kind == "sequential" and (spec.meta.verbose or trials.size == 1)
+            sweep = run_sweep(name, trials, store, executor, ctx,
+                              fingerprint=protocol_fingerprint(data_hash, exp, spec, cls),
+                              make_task=make_task_factory(name, spec, external, epoch_bar),
+                              restore=run.restore, progress=progress, on_change=on_change, say=say)
+            outcome.trials[name], outcome.best[name] = sweep.results, sweep.best
+            outcome.restored[name], outcome.ran[name] = sweep.restored, sweep.ran
+            summary = (f"{name}: {sweep.evaluations} trial(s), {sweep.restored} restored from {store.path}, "
+                       f"{sweep.ran} run; selected {sweep.best.name} on validation "
+                       f"{trials.metric}@{trials.cutoff} {trials.validation_score(sweep.best):.4f}")
+            logger.info(summary)
+            if trials.size > 1 or sweep.restored:
+                say(summary)
+    except BaseException:  # Ctrl-C or an error: stop the workers now, finished trials are stored
+        for executor in executors.values():
+            executor.close(abort=True)
+        raise
+    for executor in executors.values():
+        executor.close()
     outcome.files = writer.write_all(outcome.trials, best=outcome.best, final=True)
     outcome.table = report.final_table(outcome.best, exp)
     say(outcome.table)
@@ -99,10 +181,11 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
     return outcome
 
 
-def _resolved(cfg, plans) -> dict:
+def _resolved(cfg, plans, execution) -> dict:
     """The resolved experiment (absolute paths, defaults, typed hyperparameters) logged next to results."""
     exp = cfg.experiment_dict()
-    exp["models"] = {name: {"meta": spec.meta.model_dump(), "search": trials.describe()}
+    exp["models"] = {name: {"meta": spec.meta.model_dump(), "search": trials.describe(),
+                            "execution": vars(execution[name]).copy()}
                      for name, (_, spec, trials) in plans.items()}
     return {"experiment": _plain(exp)}
 

@@ -50,12 +50,19 @@ class TrialResult:
     test_users: Optional[np.ndarray] = None
     attacks: List[dict] = field(default_factory=list)  # robustness results (see elliot.evaluation.attacks)
     extra: Dict[str, object] = field(default_factory=dict)
+    # recommendations / weights computed in a worker, written by the parent (see ``run_trial(save=False)``)
+    artefacts: Optional[dict] = field(default=None, repr=False, compare=False)
 
     def summary(self) -> dict:
-        """JSON-friendly record (no per-user arrays)."""
-        d = asdict(self)
+        """JSON-friendly record (no per-user arrays, no artefacts)."""
+        artefacts, self.artefacts = self.artefacts, None
+        try:
+            d = asdict(self)
+        finally:
+            self.artefacts = artefacts
         d.pop("test_per_user")
         d.pop("test_users")
+        d.pop("artefacts")
         return d
 
 
@@ -79,8 +86,12 @@ def config_name(model: str, params: Dict[str, object]) -> str:
 
 
 def run_trial(ctx: TrialContext, model_name: str, model_cls, params: Dict[str, object], meta,
-              defense: Optional[dict] = None, training: Optional[dict] = None, log=None) -> TrialResult:
-    """Train and evaluate one configuration.  ``meta`` is the model's validated ``meta`` block."""
+              defense: Optional[dict] = None, training: Optional[dict] = None, log=None,
+              save: bool = True) -> TrialResult:
+    """Train and evaluate one configuration.  ``meta`` is the model's validated ``meta`` block.
+
+    ``save=False`` (executors: the trial may run on another machine) keeps the history, recommendations
+    and weights in ``result.artefacts`` for :func:`write_artefacts` in the parent process."""
     log = log or (lambda msg: None)
     device = torch.device(ctx.device)
     seed = int(params.get("seed", 42))
@@ -114,7 +125,9 @@ def run_trial(ctx: TrialContext, model_name: str, model_cls, params: Dict[str, o
         from elliot.evaluation.attacks import evaluate_attacks
 
         result.attacks = evaluate_attacks(model, ctx.dataset, evaluator, attacks, clean=test, seed=seed)
-    _save_artefacts(ctx, model, evaluator, result, meta)
+    result.artefacts = collect_artefacts(model, evaluator, meta)
+    if save:
+        write_artefacts(ctx, result)
     return result
 
 
@@ -125,16 +138,28 @@ def _early_stopping(meta) -> Optional[dict]:
     return es if isinstance(es, dict) else es.model_dump()
 
 
-def _save_artefacts(ctx: TrialContext, model, evaluator: Evaluator, result: TrialResult, meta) -> None:
+def collect_artefacts(model, evaluator: Evaluator, meta) -> dict:
+    """What a trial leaves besides its record: top-k recommendations and weights when asked for."""
+    out = {}
+    if getattr(meta, "save_recs", False):
+        out["recs"] = evaluator.recommendations(model)
+    if getattr(meta, "save_weights", False):
+        out["weights"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return out
+
+
+def write_artefacts(ctx: TrialContext, result: TrialResult) -> None:
+    """``history/<name>.tsv`` always; ``recs/<name>.tsv`` and ``weights/<name>.pt`` when collected."""
     from elliot.results.writers import write_history, write_recommendations
 
     exp = ctx.experiment
+    artefacts, result.artefacts = result.artefacts or {}, None
     write_history(Path(exp["path_output_rec_performance"]).parent / "history", result)
-    if getattr(meta, "save_recs", False):
-        users, items, scores = evaluator.recommendations(model)
+    if "recs" in artefacts:
+        users, items, scores = artefacts["recs"]
         write_recommendations(Path(exp["path_output_rec_result"]) / f"{result.name}.tsv", ctx.dataset,
                               users, items, scores)
-    if getattr(meta, "save_weights", False):
+    if "weights" in artefacts:
         folder = Path(exp["path_output_rec_weight"])
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), folder / f"{result.name}.pt")
+        torch.save(artefacts["weights"], folder / f"{result.name}.pt")

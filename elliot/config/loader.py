@@ -9,7 +9,8 @@ from typing import Any, Dict, Optional
 import yaml
 
 from elliot.config.schema import (DATA_KEYS, EVAL_KEYS, EXPERIMENT_KEYS, IGNORED_ELLIOT_KEYS, LOADERS, PREFILTERS,
-                                  SPLIT_STRATEGIES, ModelSpec, check_keys, metric_name, parse_meta)
+                                  SPLIT_STRATEGIES, ModelSpec, check_keys, metric_name, parse_execution,
+                                  parse_meta)
 from elliot.errors import ConfigError, unknown_name
 
 
@@ -92,6 +93,9 @@ class _Resolver:
         if out["top_k"] < max(cutoffs):
             raise self.err(f"experiment.top_k ({out['top_k']}) must be >= the largest cutoff ({max(cutoffs)})")
         out["gpu"] = self._int(exp, "gpu", -1, "experiment")
+        execution: Dict[str, Any] = {}  # defaults for every model's meta (trial execution and resume)
+        parse_execution(exp, execution, "experiment", self.file)
+        out.update({key: execution.get(key) for key in ("n_jobs", "executor", "ray_address", "restore")})
         out["external_models_path"] = (self.path(exp["external_models_path"], "experiment.external_models_path")
                                        if exp.get("external_models_path") else None)
         results = self.base.parent / "results" / self.dataset

@@ -116,10 +116,38 @@ def _typed(param: Param, value, where: str):
     return out
 
 
-def _space(value):
-    if isinstance(value, list) and value and isinstance(value[0], str) and value[0] in SPACE_KINDS:
-        return SearchSpace(value[0], tuple(value[1:]))
+def _is_number(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _space(p: Param, value, loc: str):
+    """``[kind, args...]`` -> SearchSpace; None when ``value`` is a plain list (a grid axis or a list value).
+
+    ``choice`` is a space for every type; the numeric kinds only for numeric parameters (a ``str``
+    parameter's ``[uniform, normal]`` is a grid of two strings).  A numeric parameter given a list that
+    starts with an unknown word is a misspelt space kind: say so, with the closest kind."""
+    if not (isinstance(value, list) and value and isinstance(value[0], str)):
+        return None
+    head = value[0]
+    if head == "choice":
+        return SearchSpace(head, tuple(value[1:]))
+    numeric = not p.is_list and p.item_type in (int, float)
+    if head in SPACE_KINDS:
+        return SearchSpace(head, tuple(value[1:])) if numeric or p.item_type is bool else None
+    if numeric and not _is_number(head):
+        raise ConfigError(f"{loc}: {unknown_name('hyperopt space kind', head, SPACE_KINDS)}")
     return None
+
+
+def type_value(param: Param, value, where: str):
+    """Type one YAML value (not a grid, not a space) by its declared parameter."""
+    return _typed(param, value, where)
 
 
 def coerce_params(declared: Sequence[Param], raw: dict, where: str) -> ParamSpace:
@@ -138,7 +166,7 @@ def coerce_params(declared: Sequence[Param], raw: dict, where: str) -> ParamSpac
                 raise ConfigError(f"{loc}: a mapping must be {{grid: [values...]}}")
             space.axes[name] = [_typed(p, v, loc) for v in value["grid"]]
             continue
-        sp = _space(value)
+        sp = _space(p, value, loc)
         if sp is not None:
             space.spaces[name] = sp
             continue

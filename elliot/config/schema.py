@@ -8,7 +8,8 @@ from elliot.errors import ConfigError, did_you_mean, unknown_name
 
 EXPERIMENT_KEYS = {"version", "dataset", "random_seed", "data_config", "prefiltering", "binarize", "splitting",
                    "top_k", "evaluation", "gpu", "external_models_path", "path_output_rec_result",
-                   "path_output_rec_weight", "path_output_rec_performance", "path_log_folder", "models"}
+                   "path_output_rec_weight", "path_output_rec_performance", "path_log_folder", "models",
+                   "n_jobs", "executor", "ray_address", "restore"}
 IGNORED_ELLIOT_KEYS = {"print_results_as_triplets", "align_side_with_train", "path_log_level", "path_output_rec_hr"}
 DATA_KEYS = {"strategy", "train_path", "validation_path", "test_path", "dataset_path", "header", "separator",
              "side_information", "missing_features", "root_folder"}
@@ -21,6 +22,7 @@ PREFILTERS = {"global_threshold": ["threshold"], "user_average": [], "user_k_cor
               "cold_users": ["threshold"]}
 SPLIT_STRATEGIES = {"random_subsampling", "temporal_hold_out", "fixed_timestamp"}
 HYPER_ALGS = ("grid", "tpe", "rand", "anneal", "atpe")
+EXECUTORS = ("sequential", "process", "ray")
 
 
 def check_keys(block: dict, valid, where: str, file: str) -> None:
@@ -54,12 +56,12 @@ class Meta:
     save_weights: bool = False
     save_recs: bool = False
     verbose: bool = False
-    restore: bool = False
+    restore: Optional[bool] = None  # None: finished trials in the trials file are reused (false re-runs them)
     hyper_opt_alg: str = "grid"
     hyper_max_evals: Optional[int] = None
     early_stopping: Optional[Dict[str, Any]] = None
-    n_jobs: int = 1
-    executor: str = "sequential"
+    n_jobs: Optional[int] = None  # None: the experiment-level n_jobs, else 1
+    executor: Optional[str] = None  # sequential | process | ray; None: process when n_jobs > 1
     ray_address: Optional[str] = None
     eval_perturbations: bool = False
 
@@ -67,8 +69,8 @@ class Meta:
         return asdict(self)
 
 
-META_TYPES = {"validation_rate": int, "save_weights": bool, "save_recs": bool, "verbose": bool, "restore": bool,
-              "n_jobs": int, "eval_perturbations": bool}
+META_TYPES = {"validation_rate": int, "save_weights": bool, "save_recs": bool, "verbose": bool,
+              "eval_perturbations": bool}
 
 
 def parse_meta(raw: Optional[dict], cutoffs: List[int], metrics: List[str], where: str, file: str) -> Meta:
@@ -98,12 +100,11 @@ def parse_meta(raw: Optional[dict], cutoffs: List[int], metrics: List[str], wher
                           f"valid: {', '.join(HYPER_ALGS)}")
     meta.hyper_opt_alg = alg
     if raw.get("hyper_max_evals") is not None:
-        meta.hyper_max_evals = int(raw["hyper_max_evals"])
-    if raw.get("executor") is not None:
-        if raw["executor"] not in ("sequential", "process", "ray"):
-            raise ConfigError(f"{file}: {where}.executor: '{raw['executor']}' is not sequential, process or ray")
-        meta.executor = raw["executor"]
-    meta.ray_address = raw.get("ray_address")
+        evals = raw["hyper_max_evals"]
+        if isinstance(evals, bool) or not isinstance(evals, int) or evals < 1:
+            raise ConfigError(f"{file}: {where}.hyper_max_evals: {evals!r} is not a positive integer")
+        meta.hyper_max_evals = evals
+    parse_execution(raw, meta, where, file)
     es = raw.get("early_stopping")
     if es is not None:
         check_keys(es, {"patience", "min_delta", "mode", "monitor", "verbose", "rel_delta"},
@@ -113,6 +114,36 @@ def parse_meta(raw: Optional[dict], cutoffs: List[int], metrics: List[str], wher
         meta.early_stopping = {"patience": es["patience"], "min_delta": float(es.get("min_delta", 0.0)),
                                "mode": es.get("mode", "auto")}
     return meta
+
+
+def parse_execution(raw: dict, target, where: str, file: str) -> None:
+    """``n_jobs`` / ``executor`` / ``ray_address`` / ``restore`` of a model's meta or of the experiment."""
+    if raw.get("n_jobs") is not None:
+        n = raw["n_jobs"]
+        if isinstance(n, bool) or not isinstance(n, int) or (n < 1 and n != -1):
+            raise ConfigError(f"{file}: {where}.n_jobs: {n!r} must be a positive integer (or -1: every CPU)")
+        _set(target, "n_jobs", n)
+    if raw.get("executor") is not None:
+        if raw["executor"] not in EXECUTORS:
+            raise ConfigError(f"{file}: {where}.executor: '{raw['executor']}'{did_you_mean(raw['executor'], EXECUTORS)}"
+                              f"; valid: {', '.join(EXECUTORS)}")
+        _set(target, "executor", raw["executor"])
+    if raw.get("ray_address") is not None:
+        if not isinstance(raw["ray_address"], str):
+            raise ConfigError(f"{file}: {where}.ray_address: {raw['ray_address']!r} is not an address string "
+                              "(e.g. ray://head:10001 or auto)")
+        _set(target, "ray_address", raw["ray_address"])
+    if raw.get("restore") is not None:
+        if not isinstance(raw["restore"], bool):
+            raise ConfigError(f"{file}: {where}.restore: {raw['restore']!r} is not true/false")
+        _set(target, "restore", raw["restore"])
+
+
+def _set(target, key, value) -> None:
+    if isinstance(target, dict):
+        target[key] = value
+    else:
+        setattr(target, key, value)
 
 
 @dataclass

@@ -7,3 +7,4 @@ from external.models.amr import AMR
 from external.models.balanced import *  # noqa: F401,F403  (VBPR_MB, LightGCNM_MB, ... for the bases present)
 from external.models.freedom import FREEDOM
 from external.models.slmrec import SLMRec
+from external.models.lattice import LATTICE

@@ -1,0 +1,3 @@
+from external.models.lattice.lattice import LATTICE
+
+__all__ = ["LATTICE"]
