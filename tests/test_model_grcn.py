@@ -5,7 +5,7 @@ from torch.nn import functional as F
 
 from elliot.recommender.base import TripletBatch
 from external.models.grcn import GRCN
-from external.models.grcn.grcn import _Bipartite
+from external.models.grcn.grcn import _Attention, _Bipartite, _normalize, _segment_softmax
 from tests.helpers import random_dataset
 
 VARIANTS = [
@@ -104,6 +104,84 @@ def test_matches_dense_reference(variant):
         assert torch.allclose(a, b, atol=1e-5)
 
 
+def _reference_loss(model, users, items, batch):
+    """The model's loss written out from per-branch representations (the original formulation)."""
+    from elliot.recommender.base import bpr_loss
+
+    u = torch.cat([x[batch.users] for x in users], 1)
+    pos = (u * torch.cat([x[batch.pos_items] for x in items], 1)).sum(-1)
+    neg = (u * torch.cat([x[batch.neg_items] for x in items], 1)).sum(-1)
+    rows = torch.cat([batch.pos_items, batch.neg_items]) + model.n_users
+    reg = model.id_embedding[batch.users].pow(2).mean() + model.id_embedding[rows].pow(2).mean()
+    for pref in model.preference:
+        reg = reg + pref[batch.users].pow(2).mean()
+    return bpr_loss(pos, neg) + model.l_w * reg
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradients_match_dense_reference(variant):
+    """The fused kernels' backward passes against plain autograd through the dense formulation."""
+    ds = random_dataset()
+    model = _model(ds, **variant)
+    with torch.no_grad():
+        model.confidence.normal_()
+    batch = _batch(ds)
+    loss = model.loss(batch)
+    grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+    ref = _reference_loss(model, *_dense_reference(model, ds), batch)
+    ref_grads = torch.autograd.grad(ref, list(model.parameters()), allow_unused=True)
+    assert torch.allclose(loss, ref, atol=1e-6)
+    for (name, _), a, b in zip(model.named_parameters(), grads, ref_grads):
+        assert (a is None) == (b is None), name  # confidences are used by weight_mode confid only
+        assert a is None or torch.allclose(a, b, rtol=1e-4, atol=1e-7), name
+
+
+def test_attention_matches_segment_softmax():
+    """The fused, shift-free attention step against the max-shifted segment softmax and autograd."""
+    ds = random_dataset(n_users=12, n_items=15, density=0.3)
+    g = _Bipartite(ds.train, torch.device("cpu"), copies=2)  # block-diagonal: two modalities
+    g.pattern = g.pattern.to(torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    p0 = torch.randn(g.n_users, 5, dtype=torch.float64, generator=gen).requires_grad_()
+    f0 = torch.randn(g.n_items, 5, dtype=torch.float64, generator=gen).requires_grad_()
+
+    def fused(p, f):
+        return _Attention.apply(g, _normalize(p), _normalize(f), True)
+
+    def reference(p, f):
+        p, f = F.normalize(p, dim=1), F.normalize(f, dim=1)
+        s = (p[g.users] * f[g.items]).sum(-1)
+        a_u, a_i = _segment_softmax(s, g.users, g.n_users), _segment_softmax(s, g.items, g.n_items)
+        hu = torch.zeros_like(p).index_add_(0, g.users, a_u[:, None] * f[g.items])
+        hi = torch.zeros_like(f).index_add_(0, g.items, a_i[:, None] * p[g.users])
+        return a_u, hu, a_i, hi
+
+    for a, b in zip(fused(p0, f0), reference(p0, f0)):
+        assert torch.allclose(a, b, atol=1e-12)
+    weights = [torch.randn(t.shape, dtype=torch.float64, generator=gen) for t in reference(p0, f0)]
+
+    def grads(fn):
+        return torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, fn(p0, f0))), (p0, f0))
+
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads(fused), grads(reference)))
+    assert torch.autograd.gradcheck(lambda p, f: fused(p, f), (p0, f0))
+    route = lambda p, f: _Attention.apply(g, _normalize(p), _normalize(f), False)  # noqa: E731
+    assert torch.autograd.gradcheck(route, (p0, f0))
+
+
+def test_normalize_matches_functional():
+    x = torch.randn(7, 4, dtype=torch.float64)
+    x[3] = 0.0  # the eps branch
+    x.requires_grad_()
+    w = torch.randn(7, 4, dtype=torch.float64)
+    a = _normalize(x)
+    ga, = torch.autograd.grad((a * w).sum(), x)
+    b = F.normalize(x, dim=1)
+    gb, = torch.autograd.grad((b * w).sum(), x)
+    assert torch.allclose(a, b) and torch.allclose(ga, gb)
+    assert torch.autograd.gradcheck(_normalize, (torch.randn(5, 3, dtype=torch.float64, requires_grad=True),))
+
+
 def test_edge_kernels_gradcheck():
     ds = random_dataset(n_users=8, n_items=9, density=0.3)
     g = _Bipartite(ds.train, torch.device("cpu"))
@@ -169,9 +247,8 @@ def test_pruned_weights_are_non_negative():
     ds = random_dataset()
     model = _model(ds)
     with torch.no_grad():
-        refined = [model._refine(b) for b in range(2)]
-        w_user, w_item = model._edge_weights(torch.stack([r[2] for r in refined], 1),
-                                             torch.stack([r[3] for r in refined], 1))
+        _, _, to_user, to_item, _ = model._refine()
+        w_user, w_item = model._edge_weights(to_user, to_item)
     assert (w_user >= 0).all() and (w_item >= 0).all()
     assert (w_user == 0).any()  # xavier-initialised confidences are negative for some nodes
 
