@@ -137,14 +137,30 @@ def main(argv=None) -> None:
     if not args.only_doc:
         paths = [p.resolve() for p in args.configs] or sorted((ROOT / "config_files" / "bench").glob("*.yml"))
         for path in paths:
+            mine: dict = {}
             try:
-                run_config(path, runs)
+                run_config(path, mine)
             except ElliotError as exc:
                 print(f"skip {path.name}: {exc}", flush=True)
                 continue
-            RUNS.write_text(json.dumps(runs, indent=1, sort_keys=True))  # after every config: never lose a run
+            runs = _merge_runs(mine)  # after every config: never lose a run (also another process's)
             write_doc(runs)
     write_doc(runs)
+
+
+def _merge_runs(new: dict) -> dict:
+    """Add ``new`` entries to the stored runs under a file lock (several configs may run at once)."""
+    import fcntl
+    import os
+
+    with open(RUNS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
+        runs.update(new)
+        tmp = RUNS.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(runs, indent=1, sort_keys=True))
+        os.replace(tmp, RUNS)
+    return runs
 
 
 if __name__ == "__main__":
