@@ -38,6 +38,14 @@ batch users are regularised (the code regularises only the whole visual preferen
 weight matrices are Glorot-normal initialised, biases zero.  Message passing is a torch sparse matmul
 with the row-normalised (mean) or binary (add) adjacency, no self loops (as PyG's MessagePassing).
 
+Computation (same values and gradients as running every layer on the whole graph, up to float rounding):
+the graph is bipartite, so each layer is computed per side (users <- items with the U x I block, items
+<- users with the I x U block) and the linear aggregations are reassociated, A (x W_1) = (A x) W_1, so that
+the square W_1 multiplies the side with fewer rows; only the last layer is restricted to the rows asked for
+(the batch's distinct users and items in training); a projected modality whose raw features are narrower
+than its projection keeps x = L2norm(f W_0^T + b) factored, x W = s ⊙ (f (W_0^T W) + b W) with s the row
+scales, so the layer-0 products with W_1 and the own-vector weight go through the raw features.
+
 Hooks.  Features are read through ``self.feature(m)`` on every forward pass, so an attack on modality m
 reaches u_m and i_m (the users' u_m through the graph).  ``fusion = per_modality``: branch m is
 (u_m, i_m) and the branch scores sum exactly to s(u, i), each depending on one modality's features
@@ -50,8 +58,7 @@ separate ``"id"`` branch: the ID embeddings enter every modality's GCN.
 from __future__ import annotations
 
 import math
-import warnings
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -63,8 +70,9 @@ from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
 from elliot.recommender.base import TripletBatch, bpr_loss
-from elliot.recommender.graph import user_item_adjacency
+from elliot.recommender.graph import scipy_to_torch, user_item_adjacency
 from elliot.recommender.multimodal import MultimodalRecommender
+from elliot.recommender.sparse import SparseOp
 
 
 def _glorot(linear: nn.Linear) -> nn.Linear:
@@ -74,27 +82,50 @@ def _glorot(linear: nn.Linear) -> nn.Linear:
     return linear
 
 
-class _SpMM(torch.autograd.Function):
-    """A @ x for a constant sparse CSR matrix A whose transpose is precomputed (autograd would re-sort A)."""
+class _Normalize(torch.autograd.Function):
+    """F.normalize(x, dim=1) (x / max(||x||, eps) per row) with a two-pass backward
+    (g - y (g·y)) / max(||x||, eps), the projection term dropped where ||x|| <= eps (the clamp)."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, a_t: Tensor, x: Tensor) -> Tensor:
-        ctx.a_t = a_t
-        return torch.sparse.mm(a, x)
+    def forward(ctx, x: Tensor, eps: float = 1e-12) -> Tensor:
+        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        inv = norm.clamp_min(eps).reciprocal_()
+        y = x * inv
+        ctx.save_for_backward(y, inv, norm > eps)
+        return y
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return None, None, torch.sparse.mm(ctx.a_t, grad.contiguous())
+        y, inv, active = ctx.saved_tensors
+        dot = torch.bmm(grad.unsqueeze(1), y.unsqueeze(2)).squeeze(2) * active  # row dots, no N x d temporary
+        return torch.addcmul(grad, y, dot, value=-1.0).mul_(inv), None
 
 
-def _csr(matrix: sp.spmatrix, device: torch.device) -> Tensor:
-    m = sp.csr_matrix(matrix, dtype=np.float32)
-    m.sort_indices()
-    with warnings.catch_warnings():  # CSR support is flagged "beta"
-        warnings.simplefilter("ignore")
-        return torch.sparse_csr_tensor(torch.as_tensor(m.indptr, dtype=torch.long),
-                                       torch.as_tensor(m.indices, dtype=torch.long),
-                                       torch.as_tensor(m.data), size=m.shape, device=device)
+def _normalize(x: Tensor) -> Tensor:
+    return _Normalize.apply(x) if x.requires_grad else F.normalize(x, dim=1)
+
+
+class _ProjectedRows:
+    """The rows x = normalize(f W_0^T + b) of projected features, kept factored for right products:
+    x W = s ⊙ (f (W_0^T W) + b W) with s = 1 / max(||f W_0^T + b||, eps) per row, i.e. through the raw
+    features when they are narrower than the projection (same values as materialising x first)."""
+
+    def __init__(self, feat: Tensor, project: nn.Linear, eps: float = 1e-12):
+        self.feat, self.project = feat, project
+        self.proj = project(feat)
+        self.scale = torch.linalg.vector_norm(self.proj, dim=1, keepdim=True).clamp_min(eps).reciprocal()
+
+    def matmul(self, weight: Tensor, rows: Optional[Tensor] = None) -> Tensor:
+        """x[rows] @ weight (all rows when None)."""
+        feat, scale = (self.feat, self.scale) if rows is None else (self.feat[rows], self.scale[rows])
+        return scale * torch.addmm(self.project.bias @ weight, feat, self.project.weight.T @ weight)
+
+
+def _row_normalized(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """D^{-1} M (rows without entries stay zero)."""
+    deg = np.asarray(matrix.sum(axis=1)).ravel()
+    return sp.csr_matrix(sp.diags(np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)) @ matrix,
+                         dtype=np.float32)
 
 
 class _ModalGCN(nn.Module):
@@ -150,12 +181,14 @@ class MMGCN(MultimodalRecommender):
         self.id_embedding = nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_users + self.n_items, k)))
         self.gcns = nn.ModuleList([_ModalGCN(self.n_users, self.feature_dim(m), int(d), k, n_layers, bool(self.concate))
                                    for m, d in zip(self.modalities, latent)])
-        adj = user_item_adjacency(dataset.train)  # [[0, R], [R^T, 0]], binary
-        if self.aggr_mode == "mean":
-            deg = np.asarray(adj.sum(axis=1)).ravel()
-            adj = sp.diags(np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)) @ adj
-        self.adj, self.adj_t = _csr(adj, self.device), _csr(adj.T, self.device)
-        coo = adj.tocoo()  # edge lists for the max aggregation: message col -> row
+        # message passing side by side: users <- items (U x I block of the adjacency), items <- users
+        r = sp.csr_matrix((dataset.train > 0).astype(np.float32))
+        to_users, to_items = r, sp.csr_matrix(r.T)
+        if self.aggr_mode == "mean":  # row-normalised: D^{-1} A restricted to each block
+            to_users, to_items = _row_normalized(to_users), _row_normalized(to_items)
+        self.to_users = SparseOp(scipy_to_torch(to_users, self.device), int32_indices=True)
+        self.to_items = SparseOp(scipy_to_torch(to_items, self.device), int32_indices=True)
+        coo = user_item_adjacency(dataset.train).tocoo()  # edge lists for the max aggregation: col -> row
         self.register_buffer("_dst", torch.as_tensor(coo.row, dtype=torch.long), persistent=False)
         self.register_buffer("_src", torch.as_tensor(coo.col, dtype=torch.long), persistent=False)
         self._cache = None
@@ -163,29 +196,87 @@ class MMGCN(MultimodalRecommender):
 
     # ---- propagation ------------------------------------------------------------------------------
     def _aggregate(self, x: Tensor) -> Tensor:
+        """Neighbour aggregation over the whole graph, x of all U+I nodes (messages x_j, no transform)."""
         if self.aggr_mode == "max":  # nodes without neighbours keep 0 (as PyG)
             index = self._dst.unsqueeze(1).expand(-1, x.shape[1])
             return torch.zeros_like(x).scatter_reduce(0, index, x[self._src], "amax", include_self=False)
-        return _SpMM.apply(self.adj, self.adj_t, x)
+        return torch.cat([self.to_users @ x[self.n_users:], self.to_items @ x[: self.n_users]])
 
-    def _modality(self, b: int) -> Tuple[Tensor, Tensor]:
-        """(u_m, i_m) of all users / items for the modality at position ``b``."""
+    def _side(self, op: SparseOp, x_src: Optional[Tensor], weight: Tensor, rows: Optional[Tensor],
+              transformed: Optional[Tensor] = None) -> Tensor:
+        """LeakyReLU(A (x_src W))[rows] for a linear aggregation A (one block of the adjacency).  A (x W) =
+        (A x) W: the square W multiplies whichever side has fewer rows (sources, or the wanted targets);
+        ``transformed`` = x_src W when already at hand."""
+        if transformed is None:
+            n_out = op.shape[0] if rows is None else len(rows)
+            if n_out <= op.shape[1]:
+                agg = op @ x_src
+                return F.leaky_relu((agg if rows is None else agg[rows]) @ weight, inplace=True)
+            transformed = x_src @ weight
+        out = op @ transformed
+        return F.leaky_relu(out if rows is None else out[rows], inplace=True)
+
+    def _layer(self, gcn: "_ModalGCN", layer: int, xu: Tensor, xi, users: Optional[Tensor],
+               items: Optional[Tensor], ids: Tuple[Optional[Tensor], Optional[Tensor]]) -> Tuple[Tensor, Tensor]:
+        """One aggregation + combination layer; outputs at ``users`` / ``items`` (all when None).
+        ``xi`` may be a :class:`_ProjectedRows` (layer 0 of a projected modality); ``ids`` the ID
+        embeddings of those output rows (users, items)."""
+        w1, own = gcn.conv[layer], gcn.own[layer]
+        factored = isinstance(xi, _ProjectedRows)
+        if self.aggr_mode == "max":  # nonlinear: transform every node, then take the neighbour maxima
+            h = F.leaky_relu(self._aggregate(torch.cat([xu @ w1, xi.matmul(w1) if factored else xi @ w1])))
+            hu, hi = h[: self.n_users], h[self.n_users:]
+            hu, hi = (hu if users is None else hu[users]), (hi if items is None else hi[items])
+        else:
+            hu = self._side(self.to_users, xi, w1, users, xi.matmul(w1) if factored else None)
+            hi = self._side(self.to_items, xu, w1, items)
+        outs = []
+        for h, x, e_id, rows in ((hu, xu, ids[0], users), (hi, xi, ids[1], items)):
+            if isinstance(x, _ProjectedRows):
+                x_hat = x.matmul(own.weight.T, rows) + own.bias
+            else:
+                x_hat = own(x if rows is None else x[rows])
+            x_hat = F.leaky_relu(x_hat, inplace=True)
+            if e_id is not None:
+                x_hat = x_hat + e_id
+            # concatenation: W_3 [h ; x_hat] + b = W_3h h + W_3x x_hat + b;  element-wise: W_3 h + b + x_hat
+            if gcn.concate:
+                out = torch.addmm(gcn.combine[layer](h), x_hat, gcn.combine_own[layer])
+            else:
+                out = gcn.combine[layer](h) + x_hat
+            outs.append(F.leaky_relu(out, inplace=True))
+        return outs[0], outs[1]
+
+    def _modality(self, b: int, users: Optional[Tensor], items: Optional[Tensor], ids) -> Tuple[Tensor, Tensor]:
+        """(u_m, i_m) at ``users`` / ``items`` (all users / items when None) for the modality at position
+        ``b``.  Only the last layer is restricted to those rows; the others run on the whole graph.
+        ``ids``: (ID embeddings of all users, of all items, of ``users``, of ``items``), or Nones."""
         gcn = self.gcns[b]
         feat = self.feature(self.modalities[b])
-        if gcn.project is not None:
-            feat = gcn.project(feat)
-        x = F.normalize(torch.cat([gcn.preference, feat]), dim=1)
-        for layer, (w1, own, combine) in enumerate(zip(gcn.conv, gcn.own, gcn.combine)):
-            h = F.leaky_relu(self._aggregate(x @ w1))
-            x_hat = F.leaky_relu(own(x))
-            if self.has_id:
-                x_hat = x_hat + self.id_embedding
-            # concatenation: W_3 [h ; x_hat] + b = W_3h h + W_3x x_hat + b;  element-wise: W_3 h + b + x_hat
-            x = F.leaky_relu(combine(h) + (x_hat @ gcn.combine_own[layer] if gcn.concate else x_hat))
-        return x[: self.n_users], x[self.n_users:]
+        # L2norm([P_m; f_m]) row-wise: the two halves separately
+        xu = _normalize(gcn.preference)
+        if gcn.project is None:
+            xi = _normalize(feat)
+        elif gcn.project.in_features < gcn.project.out_features:  # products through the narrower raw features
+            xi = _ProjectedRows(feat, gcn.project)
+        else:
+            xi = _normalize(gcn.project(feat))
+        last = len(gcn.conv) - 1
+        for layer in range(last + 1):
+            if layer == last:
+                xu, xi = self._layer(gcn, layer, xu, xi, users, items, ids[2:])
+            else:
+                xu, xi = self._layer(gcn, layer, xu, xi, None, None, ids[:2])
+        return xu, xi
 
-    def propagate(self) -> Tuple[List[Tensor], List[Tensor]]:
-        reps = [self._modality(b) for b in range(len(self.modalities))]
+    def propagate(self, users: Optional[Tensor] = None, items: Optional[Tensor] = None
+                  ) -> Tuple[List[Tensor], List[Tensor]]:
+        """Per-modality (u_m, i_m) at ``users`` / ``items`` (all when None)."""
+        ids = (None,) * 4
+        if self.has_id:  # split / gathered once for all modalities and layers
+            id_u, id_i = self.id_embedding.split([self.n_users, self.n_items])
+            ids = (id_u, id_i, id_u if users is None else id_u[users], id_i if items is None else id_i[items])
+        reps = [self._modality(b, users, items, ids) for b in range(len(self.modalities))]
         return [u for u, _ in reps], [i for _, i in reps]
 
     def _fused(self, users_m: List[Tensor], items_m: List[Tensor]) -> Tuple[Tensor, Tensor]:
@@ -196,13 +287,16 @@ class MMGCN(MultimodalRecommender):
 
     # ---- training -----------------------------------------------------------------------------------
     def loss(self, batch: TripletBatch) -> Tensor:
-        users_m, items_m = self.propagate()
-        eu, ei = self._fused(users_m, items_m)
-        u = eu[batch.users]
-        pos = (u * ei[batch.pos_items]).sum(-1)
-        neg = (u * ei[batch.neg_items]).sum(-1)
-        items = torch.cat([batch.pos_items, batch.neg_items]) + self.n_users
-        reg = self.id_embedding[batch.users].pow(2).mean() + self.id_embedding[items].pow(2).mean()
+        """BPR + regulariser; the representations are computed for the batch's distinct users/items only."""
+        users, u_inv = torch.unique(batch.users, return_inverse=True)
+        items, i_inv = torch.unique(torch.cat([batch.pos_items, batch.neg_items]), return_inverse=True)
+        eu, ei = self._fused(*self.propagate(users, items))
+        n = len(batch.users)
+        u = eu[u_inv]
+        pos = (u * ei[i_inv[:n]]).sum(-1)
+        neg = (u * ei[i_inv[n:]]).sum(-1)
+        rows = torch.cat([batch.pos_items, batch.neg_items]) + self.n_users
+        reg = self.id_embedding[batch.users].pow(2).mean() + self.id_embedding[rows].pow(2).mean()
         for gcn in self.gcns:
             reg = reg + gcn.preference[batch.users].pow(2).mean()
         return bpr_loss(pos, neg) + self.l_w * reg
@@ -219,12 +313,11 @@ class MMGCN(MultimodalRecommender):
         return eu[users] @ ei.T
 
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
-        eu, ei = self._fused(*self.propagate())
-        return (eu[users] * ei[items]).sum(-1)
+        eu, ei = self._fused(*self.propagate(users, items))
+        return (eu * ei).sum(-1)
 
     def modality_embeddings(self, users: Tensor, items: Tensor) -> Dict[str, Tuple[Tensor, Tensor]]:
-        users_m, items_m = self.propagate()
-        um, im = [u[users] for u in users_m], [i[items] for i in items_m]
+        um, im = self.propagate(users, items)
         if self.fusion == "per_modality":
             return {m: (u, i) for m, u, i in zip(self.modalities, um, im)}
         u_bar, i_bar = torch.stack(um).mean(0), torch.stack(im).mean(0)

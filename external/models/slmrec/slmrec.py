@@ -34,8 +34,20 @@ embeddings and linear weights (default nn.Linear biases), as the code.
 
 Deviations: (1) modalities are generic (the code hard-codes v/a/t, MMRec v/t with an unused audio link
 in the FAC chain); (2) features are fixed inputs read through ``self.feature(m)`` (TikTok's learned
-word-embedding text encoder of the code is not reproduced); (3) the B branch propagations share one
-sparse product per layer (branches side by side as columns; identical maths), and FD/FM views too.
+word-embedding text encoder of the code is not reproduced).
+
+Computation (same values and gradients as propagating the B branches side by side, up to float rounding):
+* the propagation is linear and Â bipartite, so with M = 1/(L+1) Σ_l Â^l one width-d propagation of
+  [e_u; e_i] gives the ID branch M [e_u; e_i], and its even layers on the user rows plus its odd layers
+  on the item rows give the users' share M [e_u; 0] of every modality branch;
+* the modality inputs are affine in fixed features: M [0; x^m] = (M [0; normalize(f^m)]) W_m^T + (M [0; 1]) c_m^T,
+  the propagated features computed once per feature tensor (cached while the stored features are
+  unchanged; recomputed, differentiably, for features replaced by an attack; a modality whose table would
+  exceed ``feature_cache_bytes`` propagates x^m on every pass instead);
+* the losses are evaluated on the batch's distinct users and items only, multiplicities kept in every
+  mean and in the in-batch softmax (:func:`grouped_info_nce`, one fused forward/backward);
+* FM views are the outputs with one branch replaced by M [e_u; 0] (no second propagation); FD and FD+FM
+  propagate the 2·B dropout views side by side as the code does, with the same random draws.
 
 Hooks.  ``branch_embeddings(users, items)`` returns the raw per-branch GCN embeddings (u^b, i^b).  Because
 the fused score z_u·z_i is bilinear in the branches (cross terms u^b·G·i^c), ``modality_embeddings``
@@ -71,6 +83,46 @@ def info_nce(a: Tensor, b: Tensor, temp: float) -> Tensor:
     return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
 
 
+def grouped_info_nce(a: Tensor, b: Tensor, rows: Tensor, cols: Tensor, col_counts: Tensor, temp: float) -> Tensor:
+    """``info_nce(a[rows], b[cols], temp)`` from the distinct rows ``a`` and columns ``b`` only.
+
+    Batch entry n has logits a[rows[n]]·b[cols[k]] / temp over k; equal columns are summed once with
+    their multiplicity (``col_counts[c]`` = #{k: cols[k] = c}) inside the log-sum-exp, so the logits
+    matrix is (#distinct rows x #distinct columns) instead of (batch x batch).  Same loss and gradients;
+    one fused forward/backward (:class:`_GroupedInfoNCE`) instead of autograd's log-softmax passes.
+    """
+    row_weight = torch.bincount(rows, minlength=len(a)).to(a.dtype) / len(rows)
+    return _GroupedInfoNCE.apply(a / temp, b, rows, cols, col_counts.to(a.dtype).log(), row_weight)
+
+
+class _GroupedInfoNCE(torch.autograd.Function):
+    """mean_n [log Σ_c exp(a[r_n]·b_c + log_counts_c) - a[r_n]·b[c_n]]  with r = rows, c = cols.
+
+    Backward: d/dlogits = row_weight_r · softmax_r - (1/n) Σ_n 1[r_n, c_n]  (row_weight_r = #{n: r_n = r}/n),
+    the softmax kept unnormalised (exp(z - max)) with its row sums."""
+
+    @staticmethod
+    def forward(ctx, a, b, rows, cols, log_counts, row_weight):
+        z = a @ b.T
+        target = z[rows, cols]
+        z.add_(log_counts)
+        peak = z.amax(1, keepdim=True)
+        z.sub_(peak).exp_()
+        sums = z.sum(1, keepdim=True)
+        lse = (peak + sums.log()).squeeze(1)
+        ctx.save_for_backward(a, b, rows, cols, z, sums, row_weight)
+        return (row_weight * lse).sum() - target.mean()
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, rows, cols, z, sums, row_weight = ctx.saved_tensors
+        dz = z * (row_weight.unsqueeze(1) / sums * grad)
+        dz.index_put_((rows, cols), (-grad / len(rows)).expand(len(rows)), accumulate=True)
+        ga = dz @ b if ctx.needs_input_grad[0] else None
+        gb = dz.T @ a if ctx.needs_input_grad[1] else None
+        return ga, gb, None, None, None, None
+
+
 class SLMRec(MultimodalRecommender):
     """SLMRec (Tao et al., IEEE TMM 2022); see the module docstring."""
 
@@ -88,6 +140,10 @@ class SLMRec(MultimodalRecommender):
         Param("dropout_rate", float, 0.3, "feature dropout of the FD / FD+FM views"),
         Param("fusion", str, "concat", "how branches are fused (mm_fusion_mode)", choices=("concat", "mean")),
     )
+
+    #: largest propagated-feature table (U+I) x (d_m + 1) float32 kept for one modality; a modality whose
+    #: table would be larger propagates its projected inputs x^m on every pass instead (same values)
+    feature_cache_bytes = 512 * 2 ** 20
 
     def __init__(self, dataset: Dataset, hp: dict, device: torch.device):
         super().__init__(dataset, hp, device)
@@ -112,15 +168,23 @@ class SLMRec(MultimodalRecommender):
             linears += [*self.chain, *self.align]
         for lin in linears:
             nn.init.xavier_uniform_(lin.weight)
-        self.adj = SparseOp(normalized_ui_graph(dataset.train, self.device), symmetric=True)
+        self.adj = SparseOp(normalized_ui_graph(dataset.train, self.device), symmetric=True, int32_indices=True)
+        n_nodes = self.n_users + self.n_items
+        # modalities whose features are propagated once (cached) rather than their projections every pass
+        self._fixed_inputs = [n_nodes * (self.feature_dim(m) + 1) * 4 <= self.feature_cache_bytes
+                              for m in self.modalities]
+        self._feature_cache: Dict[str, Tuple[Tensor, int, Tensor]] = {}
         self._cache: Optional[Tuple[Tensor, Tensor]] = None
         self.to(self.device)
 
     # ---- encoders -----------------------------------------------------------------------------
+    def _item_input(self, k: int) -> Tensor:
+        """x^m = W_m normalize(f^m) + c_m of the modality at position ``k``  (I, d)."""
+        return self.dense[k](F.normalize(self.feature(self.modalities[k]), p=2, dim=1))
+
     def _ego(self) -> Tensor:
         """Layer-0 inputs of all branches side by side: [[e_u, ..., e_u]; [e_i, x^1, ..., x^M]]  (U+I, B·d)."""
-        items = [self.item_emb] + [lin(F.normalize(self.feature(m), p=2, dim=1))
-                                   for m, lin in zip(self.modalities, self.dense)]
+        items = [self.item_emb] + [self._item_input(k) for k in range(len(self.modalities))]
         return torch.cat([self.user_emb.repeat(1, len(self.branches)), torch.cat(items, 1)])
 
     def _propagate(self, ego: Tensor, dropout: bool = False) -> Tensor:
@@ -133,6 +197,69 @@ class SLMRec(MultimodalRecommender):
             total = total + x
         return total / (int(self.n_layers) + 1)
 
+    def _propagated_features(self, k: int) -> Tensor:
+        """[Φ_m | σ] = 1/(L+1) Σ_l Â^l [0; normalize(f^m) | 1]  (U+I, d_m + 1): the propagation of the
+        item-only inputs, which do not depend on parameters.  Cached for the stored feature tensor (until
+        it is replaced or modified in place); recomputed, differentiably, for replaced features."""
+        m = self.modalities[k]
+        feat = self.feature(m)
+        stored = (feat is getattr(self, f"_feat_{m}") and not feat.requires_grad
+                  and not torch.is_inference_mode_enabled())
+        if stored:
+            hit = self._feature_cache.get(m)
+            if hit is not None and hit[0] is feat and hit[1] == feat._version:
+                return hit[2]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not stored):
+            items = torch.cat([F.normalize(feat, p=2, dim=1), feat.new_ones(len(feat), 1)], 1)
+            table = self._propagate(torch.cat([items.new_zeros(self.n_users, items.shape[1]), items]))
+        if stored:
+            self._feature_cache[m] = (feat, feat._version, table)
+        return table
+
+    def _outputs(self, rows: Optional[Tensor] = None, with_user_share: bool = False):
+        """``self._propagate(self._ego())[rows]`` (all nodes when ``rows`` is None), computed as
+
+        * one propagation of [e_u; e_i] (plus the inputs [0; x^m] of modalities without a feature cache):
+          its mean is the ID branch; the graph is bipartite, so Â^l [e_u; 0] lives on the user rows for
+          even l and on the item rows for odd l, and that parity split of the same layers gives the users'
+          share M [e_u; 0] (M = 1/(L+1) Σ_l Â^l) of every modality branch;
+        * M [0; x^m] = Φ_m W_m^T + σ c_m^T for cached modalities (:meth:`_propagated_features`).
+
+        With ``with_user_share`` also returns M [e_u; 0] at ``rows`` (the FM views' masked branch)."""
+        d, n_layers = int(self.factors), int(self.n_layers)
+        slow = [k for k, fixed in enumerate(self._fixed_inputs) if not fixed]
+        x = torch.cat([self.user_emb, self.item_emb])
+        if slow:  # columns [id | x^m of the uncached modalities]; users' inputs of the latter are zero
+            items = torch.cat([self._item_input(k) for k in slow], 1)
+            x = torch.cat([x, torch.cat([items.new_zeros(self.n_users, items.shape[1]), items])], 1)
+        even, odd = x, None
+        for layer in range(1, n_layers + 1):
+            x = self.adj @ x
+            if layer % 2:
+                odd = x if odd is None else odd + x
+            else:
+                even = even + x
+        if rows is not None:
+            even = even[rows]
+            odd = odd[rows] if odd is not None else None
+        total = (even + odd if odd is not None else even) / (n_layers + 1)
+        is_user = (rows < self.n_users if rows is not None
+                   else torch.arange(len(total), device=total.device) < self.n_users).unsqueeze(1)
+        own = odd[:, :d] if odd is not None else torch.zeros_like(even[:, :d])
+        user_share = torch.where(is_user, even[:, :d], own) / (n_layers + 1)
+        blocks = [total[:, :d]]
+        for k, lin in enumerate(self.dense):
+            if self._fixed_inputs[k]:
+                table = self._propagated_features(k)
+                table = table[rows] if rows is not None else table
+                part = F.linear(table[:, :-1], lin.weight) + table[:, -1:] * lin.bias
+            else:
+                j = 1 + slow.index(k)
+                part = total[:, j * d:(j + 1) * d]
+            blocks.append(user_share + part)
+        out = torch.cat(blocks, 1)
+        return (out, user_share) if with_user_share else out
+
     def _fuse(self, z: Tensor, lin: nn.Linear) -> Tensor:
         if self.fusion == "mean":
             z = z.view(len(z), len(self.branches), -1).mean(1)
@@ -140,45 +267,71 @@ class SLMRec(MultimodalRecommender):
 
     # ---- training -----------------------------------------------------------------------------------
     def loss(self, batch: TripletBatch) -> Tensor:
-        ego = self._ego()
-        out = self._propagate(ego)
-        users, pos = batch.users, batch.pos_items
-        ub, ib = out[users], out[self.n_users + pos]
+        """Computed on the batch's distinct users and items (multiplicities kept in every mean and
+        softmax, see :func:`grouped_info_nce`): the same loss as over the batch rows."""
+        users, u_inv, u_cnt = torch.unique(batch.users, return_inverse=True, return_counts=True)
+        items, i_inv, i_cnt = torch.unique(batch.pos_items, return_inverse=True, return_counts=True)
+        nodes = [users, items + self.n_users]
+        if self.main_loss != "infonce":
+            negs, j_inv = torch.unique(batch.neg_items, return_inverse=True)
+            nodes.append(negs + self.n_users)
+        fm = self.ssl_task == "FM" and self.ssl_alpha
+        out = self._outputs(torch.cat(nodes), with_user_share=bool(fm))
+        out, share = out if fm else (out, None)
+        nu, ni = len(users), len(items)
+        ub, ib = out[:nu], out[nu:nu + ni]
         zu, zi = self._fuse(ub, self.fuse_user), self._fuse(ib, self.fuse_item)
         if self.main_loss == "infonce":
-            loss = info_nce(F.normalize(zu, dim=1), F.normalize(zi, dim=1), float(self.temp))
+            loss = grouped_info_nce(F.normalize(zu, dim=1), F.normalize(zi, dim=1), u_inv, i_inv, i_cnt,
+                                    float(self.temp))
         else:
-            zj = self._fuse(out[self.n_users + batch.neg_items], self.fuse_item)
-            loss = bpr_loss((zu * zi).sum(-1), (zu * zj).sum(-1))
+            zj = self._fuse(out[nu + ni:], self.fuse_item)
+            zu = zu[u_inv]
+            loss = bpr_loss((zu * zi[i_inv]).sum(-1), (zu * zj[j_inv]).sum(-1))
         if self.ssl_task != "none" and self.ssl_alpha:
-            loss = loss + float(self.ssl_alpha) * self._ssl(ego, ib, users, pos)
+            groups = ((users, u_inv, u_cnt), (items, i_inv, i_cnt))
+            views = None if share is None else (out[:nu + ni], share[:nu + ni])
+            loss = loss + float(self.ssl_alpha) * self._ssl(ib, groups, views)
         return loss
 
-    def _ssl(self, ego: Tensor, ib: Tensor, users: Tensor, items: Tensor) -> Tensor:
+    def _ssl(self, ib: Tensor, groups, views=None) -> Tensor:
+        """``groups``: ((distinct users, inverse, counts), (distinct items, inverse, counts)) of the batch;
+        ``ib`` the outputs at the distinct items; ``views`` (outputs, users' share) at [users; items] (FM)."""
         d, t = int(self.factors), float(self.ssl_temp)
+        (users, u_inv, u_cnt), (items, i_inv, i_cnt) = groups
         if self.ssl_task == "FAC":
             a, total = ib[:, :d], 0.0
             for k, (chain, align) in enumerate(zip(self.chain, self.align)):
                 a = chain(a)
-                total = total + info_nce(a, align(ib[:, (k + 1) * d:(k + 2) * d]), t)
+                total = total + grouped_info_nce(a, align(ib[:, (k + 1) * d:(k + 2) * d]), i_inv, i_inv, i_cnt, t)
             return total
-        width = ego.shape[1]
+        nb = len(self.branches)
+        width = nb * d
         if self.ssl_task in ("FM", "FD+FM"):  # each view zeroes the item inputs of one branch
-            picks = torch.randperm(len(self.branches), device=ego.device)[:2]
-            masks = torch.ones(2, len(self.branches), device=ego.device, dtype=ego.dtype)
+            picks = torch.randperm(nb, device=ib.device)[:2]
+            masks = torch.ones(2, nb, device=ib.device, dtype=ib.dtype)
             masks[0, picks[0]] = 0.0
             masks[1, picks[1]] = 0.0
             masks = masks.repeat_interleave(d, dim=1)  # (2, B·d)
-            x_items = ego[self.n_users:]
-            ego2 = torch.cat([ego[: self.n_users].repeat(1, 2), torch.cat([x_items * masks[0], x_items * masks[1]], 1)])
+        if self.ssl_task == "FM":  # no dropout: a zeroed branch keeps only its users' share M [e_u; 0]
+            out, share = views
+            share = share.repeat(1, nb)
+            out = torch.cat([torch.where(masks[0] > 0, out, share), torch.where(masks[1] > 0, out, share)], 1)
         else:
-            ego2 = ego.repeat(1, 2)
-        out = self._propagate(ego2, dropout=self.ssl_task in ("FD", "FD+FM"))
+            ego = self._ego()
+            if self.ssl_task == "FD+FM":
+                x_items = ego[self.n_users:]
+                ego2 = torch.cat([ego[: self.n_users].repeat(1, 2),
+                                  torch.cat([x_items * masks[0], x_items * masks[1]], 1)])
+            else:
+                ego2 = ego.repeat(1, 2)
+            out = self._propagate(ego2, dropout=True)[torch.cat([users, items + self.n_users])]
         loss = 0.0
-        for rows, lin in ((out[users], self.fuse_user), (out[self.n_users + items], self.fuse_item)):
+        nu = len(users)
+        for rows, inv, cnt, lin in ((out[:nu], u_inv, u_cnt, self.fuse_user), (out[nu:], i_inv, i_cnt, self.fuse_item)):
             v1 = F.normalize(self._fuse(rows[:, :width], lin), dim=1)
             v2 = F.normalize(self._fuse(rows[:, width:], lin), dim=1)
-            loss = loss + info_nce(v1, v2, t)
+            loss = loss + grouped_info_nce(v1, v2, inv, inv, cnt, t)
         return loss
 
     def make_optimizer(self) -> torch.optim.Optimizer:
@@ -188,7 +341,7 @@ class SLMRec(MultimodalRecommender):
 
     # ---- scoring ------------------------------------------------------------------------------------
     def _final(self) -> Tuple[Tensor, Tensor]:
-        out = self._propagate(self._ego())
+        out = self._outputs()
         return self._fuse(out[: self.n_users], self.fuse_user), self._fuse(out[self.n_users:], self.fuse_item)
 
     def prepare_scoring(self) -> None:
@@ -201,17 +354,21 @@ class SLMRec(MultimodalRecommender):
         zu, zi = self._cache if self._cache is not None else self._final()
         return zu[users] @ zi.T
 
+    def _pair_outputs(self, users: Tensor, items: Tensor) -> Tuple[Tensor, Tensor]:
+        out = self._outputs(torch.cat([users, items + self.n_users]))
+        return out[: len(users)], out[len(users):]
+
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
-        out = self._propagate(self._ego())
-        zu = self._fuse(out[users], self.fuse_user)
-        zi = self._fuse(out[self.n_users + items], self.fuse_item)
+        ub, ib = self._pair_outputs(users, items)
+        zu = self._fuse(ub, self.fuse_user)
+        zi = self._fuse(ib, self.fuse_item)
         return (zu * zi).sum(-1)
 
     # ---- hooks --------------------------------------------------------------------------------------
     def branch_embeddings(self, users: Tensor, items: Tensor) -> Dict[str, Tuple[Tensor, Tensor]]:
         """Raw per-branch GCN embeddings ``{branch: (u^b, i^b)}`` (branches "id" and each modality)."""
-        out = self._propagate(self._ego())
-        d, ub, ib = int(self.factors), out[users], out[self.n_users + items]
+        ub, ib = self._pair_outputs(users, items)
+        d = int(self.factors)
         return {b: (ub[:, k * d:(k + 1) * d], ib[:, k * d:(k + 1) * d]) for k, b in enumerate(self.branches)}
 
     def _contributions(self, z: Tensor, lin: nn.Linear) -> List[Tensor]:
@@ -223,9 +380,9 @@ class SLMRec(MultimodalRecommender):
         return [parts[:, k] @ lin.weight[:, k * d:(k + 1) * d].T for k in range(nb)]
 
     def modality_embeddings(self, users: Tensor, items: Tensor) -> Dict[str, Tuple[Tensor, Tensor]]:
-        out = self._propagate(self._ego())
-        cu = self._contributions(out[users], self.fuse_user)
-        ci = self._contributions(out[self.n_users + items], self.fuse_item)
+        ub, ib = self._pair_outputs(users, items)
+        cu = self._contributions(ub, self.fuse_user)
+        ci = self._contributions(ib, self.fuse_item)
         gu, gi = self.fuse_user.bias, self.fuse_item.bias
         zu, zi = sum(cu) + gu, sum(ci) + gi
         hu, hi = zu + gu, zi + gi
