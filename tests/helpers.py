@@ -61,3 +61,27 @@ def structured_dataset(n_users=120, n_items=60, seed=0):
     return Dataset(name="structured", user_ids=np.array([f"u{i}" for i in range(n_users)]),
                    item_ids=np.array([f"i{i}" for i in range(n_items)]), train=splits[0], validation=splits[1],
                    test=splits[2], features={"visual": visual, "textual": textual})
+
+
+def triplet_batch(ds, n=64, seed=0):
+    """``n`` seeded BPR triples: training pairs (u, i) drawn uniformly, j uniform over all items."""
+    from elliot.recommender.base import TripletBatch
+
+    g = torch.Generator().manual_seed(seed)
+    coo = ds.train.tocoo()
+    pick = torch.randint(0, coo.nnz, (n,), generator=g)
+    return TripletBatch(users=torch.as_tensor(coo.row, dtype=torch.long)[pick],
+                        pos_items=torch.as_tensor(coo.col, dtype=torch.long)[pick],
+                        neg_items=torch.randint(0, ds.n_items, (n,), generator=g))
+
+
+def train_steps(model, batch, steps):
+    """``steps`` optimizer steps on one batch (each step counts as an epoch); returns the last loss."""
+    opt = model.make_optimizer()
+    for epoch in range(steps):
+        model.on_epoch_start(epoch)
+        opt.zero_grad()
+        loss = model.loss(batch)
+        loss.backward()
+        opt.step()
+    return loss

@@ -2,10 +2,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from elliot.recommender.base import TripletBatch
 from elliot.recommender.knn import knn_graph
 from external.models.freedom import FREEDOM
-from tests.helpers import random_dataset
+from tests.helpers import random_dataset, triplet_batch, train_steps
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -24,24 +23,11 @@ def _model(ds, seed=0, **hp):
     return FREEDOM(ds, params, torch.device("cpu"))
 
 
-def _batch(ds, n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    coo = ds.train.tocoo()
-    pick = torch.randint(0, coo.nnz, (n,), generator=g)
-    return TripletBatch(users=torch.as_tensor(coo.row, dtype=torch.long)[pick],
-                        pos_items=torch.as_tensor(coo.col, dtype=torch.long)[pick],
-                        neg_items=torch.randint(0, ds.n_items, (n,), generator=g))
+_batch = triplet_batch
 
 
 def _train(model, batch, steps=30):
-    opt = model.make_optimizer()
-    for epoch in range(steps):
-        model.on_epoch_start(epoch)
-        opt.zero_grad()
-        loss = model.loss(batch)
-        loss.backward()
-        opt.step()
-    return loss
+    return train_steps(model, batch, steps)
 
 
 def test_knn_graph_matches_dense_topk_in_chunks():

@@ -3,10 +3,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from elliot.recommender.base import TripletBatch
 from external.models.grcn import GRCN
 from external.models.grcn.grcn import _Attention, _Bipartite, _normalize, _segment_softmax
-from tests.helpers import random_dataset
+from tests.helpers import random_dataset, triplet_batch
 
 VARIANTS = [
     {},  # defaults: confid weights, pruning, add aggregation, 3 routing iterations
@@ -32,13 +31,7 @@ def _model(ds, seed=0, **hp):
     return GRCN(ds, params, torch.device("cpu"))
 
 
-def _batch(ds, n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    coo = ds.train.tocoo()
-    pick = torch.randint(0, coo.nnz, (n,), generator=g)
-    return TripletBatch(users=torch.as_tensor(coo.row, dtype=torch.long)[pick],
-                        pos_items=torch.as_tensor(coo.col, dtype=torch.long)[pick],
-                        neg_items=torch.randint(0, ds.n_items, (n,), generator=g))
+_batch = triplet_batch
 
 
 def _dense_reference(model, ds):

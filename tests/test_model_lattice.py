@@ -12,7 +12,7 @@ from elliot.recommender.base import TripletBatch
 from elliot.recommender.registry import available_models
 from external.models.lattice import LATTICE
 from external.models.lattice.lattice import cosine_at, knn_index, laplacian_values
-from tests.helpers import csr, random_dataset
+from tests.helpers import csr, random_dataset, triplet_batch, train_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,24 +33,11 @@ def _model(ds, seed=0, cls=LATTICE, **hp):
     return cls(ds, params, torch.device("cpu"))
 
 
-def _batch(ds, n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    coo = ds.train.tocoo()
-    pick = torch.randint(0, coo.nnz, (n,), generator=g)
-    return TripletBatch(users=torch.as_tensor(coo.row, dtype=torch.long)[pick],
-                        pos_items=torch.as_tensor(coo.col, dtype=torch.long)[pick],
-                        neg_items=torch.randint(0, ds.n_items, (n,), generator=g))
+_batch = triplet_batch
 
 
 def _train(model, batch, steps=20):
-    opt = model.make_optimizer()
-    for epoch in range(steps):
-        model.on_epoch_start(epoch)
-        opt.zero_grad()
-        loss = model.loss(batch)
-        loss.backward()
-        opt.step()
-    return loss
+    return train_steps(model, batch, steps)
 
 
 def _dense(index, values, n):

@@ -1,9 +1,8 @@
 import pytest
 import torch
 
-from elliot.recommender.base import TripletBatch
 from external.models.vbpr import VBPR
-from tests.helpers import random_dataset
+from tests.helpers import random_dataset, triplet_batch
 
 FUSIONS = ["concat", "per_modality"]
 
@@ -15,13 +14,7 @@ def _model(ds, seed=0, **hp):
     return VBPR(ds, params, torch.device("cpu"))
 
 
-def _batch(ds, n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    coo = ds.train.tocoo()
-    pick = torch.randint(0, coo.nnz, (n,), generator=g)
-    return TripletBatch(users=torch.as_tensor(coo.row, dtype=torch.long)[pick],
-                        pos_items=torch.as_tensor(coo.col, dtype=torch.long)[pick],
-                        neg_items=torch.randint(0, ds.n_items, (n,), generator=g))
+_batch = triplet_batch
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
