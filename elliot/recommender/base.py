@@ -105,6 +105,29 @@ class Recommender(nn.Module):
         raise NotImplementedError
 
 
+class EmbeddingScoring:
+    """Mixin for models whose scores are inner products of final embeddings: implement
+    :meth:`final_embeddings`; ``score`` reuses them across user batches between
+    :meth:`prepare_scoring` and :meth:`end_scoring` (the evaluator's calls) and computes them otherwise.
+    Put it before the model's base class (``class M(EmbeddingScoring, Recommender)``)."""
+
+    _cache: Optional[Tuple[Tensor, Tensor]] = None
+
+    def final_embeddings(self) -> Tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+        """(all users' final embeddings, all items' final embeddings); s(u, i) is their inner product."""
+        raise NotImplementedError
+
+    def prepare_scoring(self) -> None:
+        self._cache = self.final_embeddings()
+
+    def end_scoring(self) -> None:
+        self._cache = None
+
+    def score(self, users: Tensor) -> Tensor:
+        user_final, item_final = self._cache if self._cache is not None else self.final_embeddings()
+        return user_final[users] @ item_final.T
+
+
 def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
     """Mean BPR loss  -log sigmoid(s_ui - s_uj)  (Rendle et al., UAI 2009), numerically stable."""
     return nn.functional.softplus(neg_scores - pos_scores).mean()

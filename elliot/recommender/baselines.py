@@ -1,13 +1,15 @@
 """Classic collaborative-filtering baselines: MostPop, BPRMF, LightGCN."""
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.recommender.base import Recommender, TripletBatch, bpr_loss, l2_reg
+from elliot.recommender.base import EmbeddingScoring, Recommender, TripletBatch, bpr_loss, l2_reg
 from elliot.recommender.graph import propagate_mean, ui_propagation_op
 
 
@@ -70,7 +72,7 @@ class BPRMF(Recommender):
         return self.user_emb(users) @ self.item_emb.weight.T + self.item_bias.weight.T
 
 
-class LightGCN(Recommender):
+class LightGCN(EmbeddingScoring, Recommender):
     """LightGCN (He et al., SIGIR 2020).
 
     E^(k+1) = D^{-1/2} A D^{-1/2} E^(k) over the user-item graph (Eq. 7), final embedding
@@ -94,7 +96,6 @@ class LightGCN(Recommender):
         # one table [E_u; E_i]: the layer-0 input of the propagation without a concatenation per batch
         self.embedding = nn.Parameter(torch.cat([users, items]))
         self.adj = ui_propagation_op(dataset.train, self.device)
-        self._cache = None
         self.to(self.device)
 
     def propagate(self) -> tuple:
@@ -109,12 +110,5 @@ class LightGCN(Recommender):
                      batch_size=len(batch.users))
         return bpr_loss((u * i).sum(-1), (u * j).sum(-1)) + self.l_w * reg
 
-    def prepare_scoring(self) -> None:
-        self._cache = self.propagate()
-
-    def end_scoring(self) -> None:
-        self._cache = None
-
-    def score(self, users: Tensor) -> Tensor:
-        user_final, item_final = self._cache if self._cache is not None else self.propagate()
-        return user_final[users] @ item_final.T
+    def final_embeddings(self) -> Tuple[Tensor, Tensor]:
+        return self.propagate()

@@ -66,14 +66,14 @@ from torch import Tensor, nn
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
-from elliot.recommender.base import TripletBatch, bpr_loss
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss
 from elliot.recommender.graph import normalized_ui_graph
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.knn import knn_graph, sym_norm_values
 from elliot.recommender.sparse import SparseOp
 
 
-class FREEDOM(MultimodalRecommender):
+class FREEDOM(EmbeddingScoring, MultimodalRecommender):
     """FREEDOM (Zhou & Shen, ACM MM 2023); see the module docstring."""
 
     name = "FREEDOM"
@@ -112,7 +112,6 @@ class FREEDOM(MultimodalRecommender):
                                    torch.from_numpy(coo.col.astype("int64"))])  # CPU, (2, |E|)
         self._edge_probs = self._bipartite_values(self._edges)  # 1/(√d_u √d_i), full graph
         self._masked_adj: Optional[SparseOp] = None
-        self._cache: Optional[Tuple[Tensor, Tensor]] = None
         self.to(self.device)
 
     # ---- graphs -------------------------------------------------------------------------------
@@ -217,15 +216,8 @@ class FREEDOM(MultimodalRecommender):
             item_vec = item_vec + sum(self._projected())
         return users_all, item_vec
 
-    def prepare_scoring(self) -> None:
-        self._cache = self._final()
-
-    def end_scoring(self) -> None:
-        self._cache = None
-
-    def score(self, users: Tensor) -> Tensor:
-        users_all, item_vec = self._cache if self._cache is not None else self._final()
-        return users_all[users] @ item_vec.T
+    def final_embeddings(self) -> Tuple[Tensor, Tensor]:
+        return self._final()
 
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
         hu, hi = self._rows(*self._propagate(self.norm_adj), users, items)

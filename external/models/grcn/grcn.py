@@ -65,7 +65,7 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.recommender.base import TripletBatch, bpr_loss
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss
 from elliot.recommender.multimodal import MultimodalRecommender
 
 
@@ -333,7 +333,7 @@ def _sum(parts: List[Tensor], like: Tensor) -> Tensor:
     return out
 
 
-class GRCN(MultimodalRecommender):
+class GRCN(EmbeddingScoring, MultimodalRecommender):
     """GRCN (Wei et al., ACM MM 2020); see the module docstring."""
 
     name = "GRCN"
@@ -368,7 +368,6 @@ class GRCN(MultimodalRecommender):
                                                                           minlength=self.n_items)])
         deg = torch.as_tensor(np.maximum(deg, 1), dtype=torch.float32, device=self.device)
         self.register_buffer("_adj_deg", deg[self._adj.rows], persistent=False)  # degree of each entry's row
-        self._cache = None
         self.to(self.device)
 
     # ---- graph refining layer ------------------------------------------------------------------------
@@ -448,15 +447,8 @@ class GRCN(MultimodalRecommender):
         return bpr_loss(scores[0], scores[1]) + self.l_w * reg
 
     # ---- scoring --------------------------------------------------------------------------------------
-    def prepare_scoring(self) -> None:
-        self._cache = self.propagate()
-
-    def end_scoring(self) -> None:
-        self._cache = None
-
-    def score(self, users: Tensor) -> Tensor:
-        eu, ei = self._cache if self._cache is not None else self.propagate()
-        return eu[users] @ ei.T
+    def final_embeddings(self) -> Tuple[Tensor, Tensor]:
+        return self.propagate()
 
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
         eu, ei = self.propagate()

@@ -75,7 +75,7 @@ from torch.nn import functional as F
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
-from elliot.recommender.base import TripletBatch, bpr_loss, l2_reg
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, l2_reg
 from elliot.recommender.graph import scipy_to_torch, user_item_adjacency
 from elliot.recommender.knn import knn_graph
 from elliot.recommender.multimodal import MultimodalRecommender
@@ -119,7 +119,7 @@ def rw_normalized_ui_graph(train: sp.csr_matrix) -> sp.csr_matrix:
     return (sp.diags(1.0 / deg) @ adj).tocsr().astype(np.float32)
 
 
-class LATTICE(MultimodalRecommender):
+class LATTICE(EmbeddingScoring, MultimodalRecommender):
     """LATTICE (Zhang et al., ACM MM 2021); see the module docstring."""
 
     name = "LATTICE"
@@ -172,7 +172,6 @@ class LATTICE(MultimodalRecommender):
                 self._init_val.append(laplacian_values(cosine_at(xn, index), index))
         self._idx: Optional[List[Tensor]] = None  # learned graph's kNN index per modality (per epoch)
         self._frozen: Optional[SparseOp] = None  # first_batch mode: the epoch's graph S, detached
-        self._cache: Optional[Tuple[Tensor, Tensor]] = None
         self._optimizer: Optional[torch.optim.Optimizer] = None
         self.to(self.device)
 
@@ -322,15 +321,8 @@ class LATTICE(MultimodalRecommender):
             else:
                 self._frozen = None
 
-    def prepare_scoring(self) -> None:
-        self._cache = self._final()
-
-    def end_scoring(self) -> None:
-        self._cache = None
-
-    def score(self, users: Tensor) -> Tensor:
-        users_all, item_vec = self._cache if self._cache is not None else self._final()
-        return users_all[users] @ item_vec.T
+    def final_embeddings(self) -> Tuple[Tensor, Tensor]:
+        return self._final()
 
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
         users_all, items_all, parts, inv = self._branches(items)

@@ -44,12 +44,12 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.recommender.base import TripletBatch, bpr_loss, l2_reg
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, l2_reg
 from elliot.recommender.graph import propagate_mean, ui_propagation_op
 from elliot.recommender.multimodal import MultimodalRecommender
 
 
-class LightGCNM(MultimodalRecommender):
+class LightGCNM(EmbeddingScoring, MultimodalRecommender):
     """LightGCN with multimodal item inputs (Malitesta et al., TORS 2023); see the module docstring."""
 
     name = "LightGCNM"
@@ -75,7 +75,6 @@ class LightGCNM(MultimodalRecommender):
         self.proj = nn.ModuleList([nn.Linear(self.feature_dim(m), k) for m in self.modalities])
         self.fuse = nn.Linear(k * len(self.modalities), k, bias=False) if self.aggregation == "concat" else None
         self.adj = ui_propagation_op(dataset.train, self.device)
-        self._cache = None
         self.to(self.device)
 
     # ---- layer-0 inputs ----------------------------------------------------------------------------
@@ -114,15 +113,8 @@ class LightGCNM(MultimodalRecommender):
         return bpr_loss(pos, neg) + self.l_w * reg
 
     # ---- scoring ------------------------------------------------------------------------------------
-    def prepare_scoring(self) -> None:
-        self._cache = self.propagate()
-
-    def end_scoring(self) -> None:
-        self._cache = None
-
-    def score(self, users: Tensor) -> Tensor:
-        user_final, item_final = self._cache if self._cache is not None else self.propagate()
-        return user_final[users] @ item_final.T
+    def final_embeddings(self) -> Tuple[Tensor, Tensor]:
+        return self.propagate()
 
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
         user_final, item_final = self.propagate()

@@ -69,7 +69,7 @@ from torch.nn import functional as F
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
-from elliot.recommender.base import TripletBatch, bpr_loss
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss
 from elliot.recommender.graph import scipy_to_torch, user_item_adjacency
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.sparse import SparseOp
@@ -150,7 +150,7 @@ class _ModalGCN(nn.Module):
         self.concate = concate
 
 
-class MMGCN(MultimodalRecommender):
+class MMGCN(EmbeddingScoring, MultimodalRecommender):
     """MMGCN (Wei et al., ACM MM 2019); see the module docstring."""
 
     name = "MMGCN"
@@ -191,7 +191,6 @@ class MMGCN(MultimodalRecommender):
         coo = user_item_adjacency(dataset.train).tocoo()  # edge lists for the max aggregation: col -> row
         self.register_buffer("_dst", torch.as_tensor(coo.row, dtype=torch.long), persistent=False)
         self.register_buffer("_src", torch.as_tensor(coo.col, dtype=torch.long), persistent=False)
-        self._cache = None
         self.to(self.device)
 
     # ---- propagation ------------------------------------------------------------------------------
@@ -302,15 +301,8 @@ class MMGCN(MultimodalRecommender):
         return bpr_loss(pos, neg) + self.l_w * reg
 
     # ---- scoring ------------------------------------------------------------------------------------
-    def prepare_scoring(self) -> None:
-        self._cache = self._fused(*self.propagate())
-
-    def end_scoring(self) -> None:
-        self._cache = None
-
-    def score(self, users: Tensor) -> Tensor:
-        eu, ei = self._cache if self._cache is not None else self._fused(*self.propagate())
-        return eu[users] @ ei.T
+    def final_embeddings(self) -> Tuple[Tensor, Tensor]:
+        return self._fused(*self.propagate())
 
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
         eu, ei = self._fused(*self.propagate(users, items))

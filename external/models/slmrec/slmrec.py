@@ -70,7 +70,7 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.recommender.base import TripletBatch, bpr_loss
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss
 from elliot.recommender.graph import normalized_ui_graph
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.sparse import SparseOp
@@ -123,7 +123,7 @@ class _GroupedInfoNCE(torch.autograd.Function):
         return ga, gb, None, None, None, None
 
 
-class SLMRec(MultimodalRecommender):
+class SLMRec(EmbeddingScoring, MultimodalRecommender):
     """SLMRec (Tao et al., IEEE TMM 2022); see the module docstring."""
 
     name = "SLMRec"
@@ -174,7 +174,6 @@ class SLMRec(MultimodalRecommender):
         self._fixed_inputs = [n_nodes * (self.feature_dim(m) + 1) * 4 <= self.feature_cache_bytes
                               for m in self.modalities]
         self._feature_cache: Dict[str, Tuple[Tensor, int, Tensor]] = {}
-        self._cache: Optional[Tuple[Tensor, Tensor]] = None
         self.to(self.device)
 
     # ---- encoders -----------------------------------------------------------------------------
@@ -344,15 +343,8 @@ class SLMRec(MultimodalRecommender):
         out = self._outputs()
         return self._fuse(out[: self.n_users], self.fuse_user), self._fuse(out[self.n_users:], self.fuse_item)
 
-    def prepare_scoring(self) -> None:
-        self._cache = self._final()
-
-    def end_scoring(self) -> None:
-        self._cache = None
-
-    def score(self, users: Tensor) -> Tensor:
-        zu, zi = self._cache if self._cache is not None else self._final()
-        return zu[users] @ zi.T
+    def final_embeddings(self) -> Tuple[Tensor, Tensor]:
+        return self._final()
 
     def _pair_outputs(self, users: Tensor, items: Tensor) -> Tuple[Tensor, Tensor]:
         out = self._outputs(torch.cat([users, items + self.n_users]))
