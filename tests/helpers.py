@@ -85,3 +85,18 @@ def train_steps(model, batch, steps):
         loss.backward()
         opt.step()
     return loss
+
+
+def scoring_views(model, ds):
+    """All users' full scores, the same through ``prepare_scoring``'s cache, and ``score_pairs`` on random
+    items: ``(users, items, full, cached, pairs)`` (the hook-consistency checks compare them)."""
+    users = torch.arange(ds.n_users)
+    items = torch.randint(0, ds.n_items, (ds.n_users,))
+    with torch.no_grad():
+        full = model.score(users)
+        assert full.shape == (ds.n_users, ds.n_items) and torch.isfinite(full).all()
+        model.prepare_scoring()
+        cached = model.score(users)
+        model.end_scoring()
+        pairs = model.score_pairs(users, items)
+    return users, items, full, cached, pairs

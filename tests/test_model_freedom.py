@@ -4,7 +4,7 @@ from torch.nn import functional as F
 
 from elliot.recommender.knn import knn_graph
 from external.models.freedom import FREEDOM
-from tests.helpers import random_dataset, triplet_batch, train_steps
+from tests.helpers import random_dataset, triplet_batch, train_steps, scoring_views
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -104,15 +104,7 @@ def test_score_and_pairs_agree(fuse):
     ds = random_dataset()
     model = _model(ds, fuse_modalities=fuse)
     _train(model, _batch(ds), steps=3)
-    users = torch.arange(ds.n_users)
-    items = torch.randint(0, ds.n_items, (ds.n_users,))
-    with torch.no_grad():
-        full = model.score(users)
-        assert full.shape == (ds.n_users, ds.n_items) and torch.isfinite(full).all()
-        model.prepare_scoring()
-        cached = model.score(users)
-        model.end_scoring()
-        pairs = model.score_pairs(users, items)
+    users, items, full, cached, pairs = scoring_views(model, ds)
     assert torch.allclose(full, cached)
     assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
 

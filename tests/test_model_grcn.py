@@ -5,7 +5,7 @@ from torch.nn import functional as F
 
 from external.models.grcn import GRCN
 from external.models.grcn.grcn import _Attention, _Bipartite, _normalize, _segment_softmax
-from tests.helpers import random_dataset, triplet_batch
+from tests.helpers import random_dataset, triplet_batch, scoring_views
 
 VARIANTS = [
     {},  # defaults: confid weights, pruning, add aggregation, 3 routing iterations
@@ -211,15 +211,7 @@ def test_training_lowers_loss(variant):
 def test_score_and_pairs_agree(variant):
     ds = random_dataset()
     model = _model(ds, **variant)
-    users = torch.arange(ds.n_users)
-    items = torch.randint(0, ds.n_items, (ds.n_users,))
-    with torch.no_grad():
-        full = model.score(users)
-        assert full.shape == (ds.n_users, ds.n_items) and torch.isfinite(full).all()
-        model.prepare_scoring()
-        cached = model.score(users)
-        model.end_scoring()
-        pairs = model.score_pairs(users, items)
+    users, items, full, cached, pairs = scoring_views(model, ds)
     assert torch.allclose(full, cached)
     assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
 

@@ -12,7 +12,7 @@ from elliot.recommender.base import TripletBatch
 from elliot.recommender.registry import available_models
 from external.models.lattice import LATTICE
 from external.models.lattice.lattice import cosine_at, knn_index, laplacian_values
-from tests.helpers import csr, random_dataset, triplet_batch, train_steps
+from tests.helpers import csr, random_dataset, triplet_batch, train_steps, scoring_views
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,15 +145,8 @@ def test_score_pairs_and_branches_agree(cf):
     model = _model(ds, cf=cf)
     _train(model, _batch(ds), steps=3)
     model.eval()
-    users = torch.arange(ds.n_users)
-    items = torch.randint(0, ds.n_items, (ds.n_users,))
+    users, items, full, cached, pairs = scoring_views(model, ds)
     with torch.no_grad():
-        full = model.score(users)
-        assert full.shape == (ds.n_users, ds.n_items) and torch.isfinite(full).all()
-        model.prepare_scoring()
-        cached = model.score(users)
-        model.end_scoring()
-        pairs = model.score_pairs(users, items)
         emb = model.modality_embeddings(users, items)
     assert torch.allclose(full, cached, atol=1e-6)
     assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from external.models.slmrec import SLMRec
-from tests.helpers import random_dataset, triplet_batch
+from tests.helpers import random_dataset, triplet_batch, scoring_views
 
 D = 8
 
@@ -61,15 +61,7 @@ def test_fac_alignment_widths():
 def test_score_and_pairs_agree(fusion):
     ds = random_dataset()
     model = _model(ds, fusion=fusion)
-    users = torch.arange(ds.n_users)
-    items = torch.randint(0, ds.n_items, (ds.n_users,))
-    with torch.no_grad():
-        full = model.score(users)
-        assert full.shape == (ds.n_users, ds.n_items) and torch.isfinite(full).all()
-        model.prepare_scoring()
-        cached = model.score(users)
-        model.end_scoring()
-        pairs = model.score_pairs(users, items)
+    users, items, full, cached, pairs = scoring_views(model, ds)
     assert torch.allclose(full, cached)
     assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from external.models.vbpr import VBPR
-from tests.helpers import random_dataset, triplet_batch
+from tests.helpers import random_dataset, triplet_batch, scoring_views
 
 FUSIONS = ["concat", "per_modality"]
 
@@ -39,15 +39,7 @@ def test_training_lowers_loss(fusion):
 def test_score_and_pairs_agree(fusion, normalize):
     ds = random_dataset()
     model = _model(ds, fusion=fusion, normalize=normalize)
-    users = torch.arange(ds.n_users)
-    items = torch.randint(0, ds.n_items, (ds.n_users,))
-    with torch.no_grad():
-        full = model.score(users)
-        assert full.shape == (ds.n_users, ds.n_items) and torch.isfinite(full).all()
-        model.prepare_scoring()
-        cached = model.score(users)
-        model.end_scoring()
-        pairs = model.score_pairs(users, items)
+    users, items, full, cached, pairs = scoring_views(model, ds)
     assert torch.allclose(full, cached)
     assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
 
