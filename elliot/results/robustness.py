@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import List, Sequence
 
 from elliot.results.writers import _atomic_write, _fmt, performance_path, threshold_label
 
@@ -20,13 +20,6 @@ from elliot.results.writers import _atomic_write, _fmt, performance_path, thresh
 def _attack_path(folder, cutoff: int, threshold: float, timestamp: str, name: str) -> Path:
     base = performance_path(folder, cutoff, threshold, timestamp)
     return base.with_name(f"{base.stem}_attack-{name}.tsv")
-
-
-def _ordered(records: Sequence[dict], key) -> List[str]:
-    seen: Dict[str, None] = {}
-    for r in records:
-        seen.setdefault(key(r), None)
-    return list(seen)
 
 
 def write_attack_tables(folder, results: Sequence, cutoffs: Sequence[int], metrics: Sequence[str],
@@ -40,7 +33,7 @@ def write_attack_tables(folder, results: Sequence, cutoffs: Sequence[int], metri
     metric_records = [(n, a) for n, a in records if a.get("cutoff") is not None and not a.get("skipped")]
     for k in cutoffs:
         at_k = [(n, a) for n, a in metric_records if a["cutoff"] == k]
-        for attack in _ordered([a for _, a in at_k], lambda a: a["name"]):
+        for attack in dict.fromkeys(a["name"] for _, a in at_k):
             header = ["model"] + [c for m in metrics for c in (m, f"{m}_attacked", f"{m}_drop")]
             lines = ["\t".join(header)]
             for name, a in at_k:
@@ -56,9 +49,9 @@ def write_attack_tables(folder, results: Sequence, cutoffs: Sequence[int], metri
             paths.append(path)
 
     certified = [(n, a) for n, a in records if a.get("method") == "certified_radius" and not a.get("skipped")]
-    for attack in _ordered([a for _, a in certified], lambda a: a["name"]):
+    for attack in dict.fromkeys(a["name"] for _, a in certified):
         rows = [(n, a) for n, a in certified if a["name"] == attack]
-        keys = _ordered([{"k": k} for _, a in rows for k in a["values"]], lambda d: d["k"])
+        keys = list(dict.fromkeys(k for _, a in rows for k in a["values"]))
         lines = ["\t".join(["model"] + keys)]
         lines += ["\t".join([n] + [_fmt(a["values"].get(k, float("nan"))) for k in keys]) for n, a in rows]
         suffix = "" if attack == "certified_radius" else f"_{attack}"
