@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.recommender.base import EmbeddingScoring, Recommender, TripletBatch, bpr_loss, l2_reg
-from elliot.recommender.graph import propagate_mean, ui_propagation_op
+from elliot.recommender.graph import propagate_mean, propagate_sum, ui_propagation_op
 
 
 class MostPop(Recommender):
@@ -38,6 +38,14 @@ class BPRMF(Recommender):
 
     s(u, i) = b_i + p_u · q_i;  L = -mean log σ(s(u,i) - s(u,j))
     + l_w (||p_u||² + ||q_i||² + ||q_j||²) / 2B + l_b (b_i² + b_j²) / 2B, as in Elliot's BPRMF.
+
+    ``sparse_grad: true`` makes the gradients row-sparse and the optimiser lazy Adam
+    (``torch.optim.SparseAdam``): a step reads and writes only the rows of the batch, so its cost no
+    longer grows with the number of users and items.  Dense Adam (the default, as Elliot and MMRec)
+    updates every row on every step - its moments keep moving rows absent from the batch - which costs
+    (users + items) x factors per step and makes an epoch grow quadratically with the data when the
+    catalogue grows with it (``docs/performance.md``, scaling).  The two optimisers give different
+    (both valid) trajectories.
     """
 
     name = "BPRMF"
@@ -46,13 +54,16 @@ class BPRMF(Recommender):
         Param("lr", float, 1e-3, "Adam learning rate"),
         Param("l_w", float, 1e-4, "L2 weight of the embeddings"),
         Param("l_b", float, 1e-4, "L2 weight of the item biases"),
+        Param("sparse_grad", bool, False, "row-sparse gradients + lazy Adam (SparseAdam): per-step cost "
+              "independent of the catalogue size, for large data"),
     )
 
     def __init__(self, dataset: Dataset, hp: dict, device: torch.device):
         super().__init__(dataset, hp, device)
-        self.user_emb = nn.Embedding(self.n_users, self.factors)
-        self.item_emb = nn.Embedding(self.n_items, self.factors)
-        self.item_bias = nn.Embedding(self.n_items, 1)
+        self.sparse_grad = sparse = bool(self.hp.get("sparse_grad", False))
+        self.user_emb = nn.Embedding(self.n_users, self.factors, sparse=sparse)
+        self.item_emb = nn.Embedding(self.n_items, self.factors, sparse=sparse)
+        self.item_bias = nn.Embedding(self.n_items, 1, sparse=sparse)
         nn.init.xavier_normal_(self.user_emb.weight)
         nn.init.xavier_normal_(self.item_emb.weight)
         nn.init.zeros_(self.item_bias.weight)
@@ -67,6 +78,11 @@ class BPRMF(Recommender):
         n = len(batch.users)
         return (bpr_loss(pos, neg) + self.l_w * l2_reg(pu, qi, qj, batch_size=n)
                 + self.l_b * l2_reg(bi, bj, batch_size=n))
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        if self.sparse_grad:
+            return torch.optim.SparseAdam(list(self.parameters()), lr=float(self.lr))
+        return super().make_optimizer()
 
     def score(self, users: Tensor) -> Tensor:
         return self.user_emb(users) @ self.item_emb.weight.T + self.item_bias.weight.T
@@ -103,11 +119,12 @@ class LightGCN(EmbeddingScoring, Recommender):
         return final[: self.n_users], final[self.n_users:]
 
     def loss(self, batch: TripletBatch) -> Tensor:
-        users, items = self.propagate()
-        u, i, j = users[batch.users], items[batch.pos_items], items[batch.neg_items]
-        ego_items = self.embedding[self.n_users:]
-        reg = l2_reg(self.embedding[batch.users], ego_items[batch.pos_items], ego_items[batch.neg_items],
-                     batch_size=len(batch.users))
+        # the batch's rows of [users; items] gathered once per table (each gather costs a zero-filled
+        # gradient of the whole table in backward), and the 1/(K+1) readout applied to those rows only
+        n = len(batch.users)
+        rows = torch.cat([batch.users, batch.pos_items + self.n_users, batch.neg_items + self.n_users])
+        u, i, j = (propagate_sum(self.adj, self.embedding, self.n_layers)[rows] / (self.n_layers + 1)).split(n)
+        reg = l2_reg(*self.embedding[rows].split(n), batch_size=n)
         return bpr_loss((u * i).sum(-1), (u * j).sum(-1)) + self.l_w * reg
 
     def final_embeddings(self) -> Tuple[Tensor, Tensor]:

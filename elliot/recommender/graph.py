@@ -53,10 +53,16 @@ def propagate(adj, x: Tensor, n_layers: int) -> list:
     return layers
 
 
-def propagate_mean(adj, x: Tensor, n_layers: int) -> Tensor:
-    """LightGCN's readout 1/(K+1) Σ_k A^k x, summed layer by layer (no stacked copy of the K+1 layers)."""
+def propagate_sum(adj, x: Tensor, n_layers: int) -> Tensor:
+    """Σ_k A^k x (k = 0..K), summed layer by layer (no stacked copy of the K+1 layers)."""
     total = x
     for _ in range(n_layers):
         x = adj @ x if isinstance(adj, SparseOp) else torch.sparse.mm(adj, x)
         total = total + x
-    return total / (n_layers + 1)
+    return total
+
+
+def propagate_mean(adj, x: Tensor, n_layers: int) -> Tensor:
+    """LightGCN's readout 1/(K+1) Σ_k A^k x (dividing rows gathered from :func:`propagate_sum` instead
+    gives the same values bit for bit)."""
+    return propagate_sum(adj, x, n_layers) / (n_layers + 1)
