@@ -82,7 +82,7 @@ class ModalityBalancing(TrainingAddon):
         self.lam, self.N = float(lam), int(N)
         self.eps, self.steps, self.step_size = float(distill_eps), int(pgd_steps), float(pgd_step_size)
         self.generator = torch.Generator().manual_seed(int(seed))
-        self.last_loss: Optional[float] = None
+        self.last_loss: Optional[Tensor] = None  # detached; no host sync in the training loop
 
     def sample(self, batch_size: int, device) -> Tensor:
         n = min(self.N, batch_size)
@@ -124,5 +124,5 @@ class ModalityBalancing(TrainingAddon):
             return None
         idx = self.sample(len(batch.users), batch.users.device)
         loss = self.balance_loss(model, batch.users[idx], batch.pos_items[idx], batch.neg_items[idx])
-        self.last_loss = float(loss.detach())
+        self.last_loss = loss.detach()
         return self.lam * loss

@@ -104,7 +104,7 @@ class AMR(MultimodalRecommender):
         self.adv_start = max(epochs - self.n_adversarial, 0) if self.n_adversarial > 0 else None
         self.eps_step = float(self.eps_iter) if self.eps_iter and self.eps_iter > 0 else 2.5 * self.eps / max(self.nb_iter, 1)
         self.adversarial = False
-        self.last_adv_loss: Optional[float] = None
+        self.last_adv_loss: Optional[Tensor] = None  # detached; no host sync in the training loop
         self._cache = None
         self.to(self.device)
 
@@ -221,7 +221,7 @@ class AMR(MultimodalRecommender):
             deltas, uniq, inv_pos, inv_neg = self.adversarial_deltas(batch)
             adv_pos, adv_neg = self._triple_scores(batch, deltas, None, inv_pos, inv_neg, uniq)
             adv = bpr_loss(adv_pos, adv_neg)
-            self.last_adv_loss = float(adv.detach())
+            self.last_adv_loss = adv.detach()
             loss = loss + self.l_adv * adv
         return loss
 
