@@ -217,6 +217,22 @@ def _restrict_validation(dataset, users):
     return replace(dataset, validation=val)
 
 
+def _reference_gflops() -> float:
+    """Speed of this machine right now: float32 GEMM (1024^3, median of 7) in GFLOP/s.  This VM's speed
+    drifts between sessions (shared host); the column lets rows measured at different times be compared."""
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * 1024 ** 3 / statistics.median(times) / 1e9
+
+
 # ---------------------------------------------------------------------------------------------- children
 def child_model(spec: dict) -> dict:
     """One model on one bench config: s/epoch, one validation pass, one FGSM-L2 evaluation, peak RSS."""
@@ -224,7 +240,7 @@ def child_model(spec: dict) -> dict:
 
     from elliot.dataset.builder import build_dataset
 
-    out = {"threads": _threads()}
+    out = {"threads": _threads(), "reference_gflops": _reference_gflops()}
     exp, name, cls, params = _load_model_setup(Path(spec["config"]), spec["model"])
     t0 = time.perf_counter()
     dataset = build_dataset(exp, log=lambda *_: None)
@@ -690,7 +706,8 @@ def write_doc(runs: dict, doc: Path) -> str:
                   "`save_recs` path: same scoring, masking and top-k, no metrics); *attack s* = one FGSM-L2 evaluation (ε = 5% of each item's feature norm, all modalities, "
                   "every training triple attacked, then one full-ranking pass of the test split; multimodal models "
                   "only); *peak RSS* = `ru_maxrss` of the measuring process (data, model, training, evaluation, "
-                  "attack).  Targets and MMRec's numbers (TikTok, 64 factors, batch 2048) are the issue's.", ""]
+                  "attack); *ref GFLOP/s* = a float32 1024^3 GEMM timed in the same process just before (this "
+                  "VM's speed drifts between sessions: compare rows through it).  Targets and MMRec's numbers (TikTok, 64 factors, batch 2048) are the issue's.", ""]
         for dataset in [d for d in DATASETS if any(r.get("dataset") == d for r in models)]:
             rows = sorted((r for r in models if r.get("dataset") == dataset),
                           key=lambda r: MODELS.index(r["model"]) if r["model"] in MODELS else 99)
@@ -701,7 +718,7 @@ def write_doc(runs: dict, doc: Path) -> str:
             tik = dataset == "tiktok"
             head = "| model | s/epoch | epochs | " + ("target | met | MMRec | " if tik else "") + \
                    "eval s | eval users | " + ("eval met (≤ 0.2) | " if tik else "") + "top-50 all users s | " + \
-                   "attack s | peak RSS MiB | threads | load | commit |"
+                   "attack s | peak RSS MiB | threads | ref GFLOP/s | load | commit |"
             lines += [head, "|" + "---|" * (head.count("|") - 1)]
             for r in rows:
                 if "error" in r:
@@ -716,8 +733,8 @@ def write_doc(runs: dict, doc: Path) -> str:
                 if tik:
                     cells.append("yes" if r["eval_s"] <= TARGET_EVAL else "**no**")
                 cells.append(_f(r.get("rank_all_s")) + (f" ({r['rank_all_users']:,})" if "rank_all_users" in r else ""))
-                cells += [_f(r.get("attack_s"), ".2f"), _f(r["peak_rss_mib"], ".0f"), str(r["threads"]), _load(r),
-                          r["commit"]]
+                cells += [_f(r.get("attack_s"), ".2f"), _f(r["peak_rss_mib"], ".0f"), str(r["threads"]),
+                          _f(r.get("reference_gflops"), ".0f"), _load(r), r["commit"]]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
         if any(r.get("dataset") == "tiktok" for r in models):
