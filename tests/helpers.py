@@ -87,9 +87,10 @@ def train_steps(model, batch, steps):
     return loss
 
 
-def scoring_views(model, ds):
+def scoring_views(model, ds, cached_pairs: bool = False):
     """All users' full scores, the same through ``prepare_scoring``'s cache, and ``score_pairs`` on random
-    items: ``(users, items, full, cached, pairs)`` (the hook-consistency checks compare them)."""
+    items: ``(users, items, full, cached, pairs)`` (the hook-consistency checks compare them); with
+    ``cached_pairs`` also ``score_pairs`` computed while the cache is on, as a sixth value."""
     users = torch.arange(ds.n_users)
     items = torch.randint(0, ds.n_items, (ds.n_users,))
     with torch.no_grad():
@@ -97,6 +98,26 @@ def scoring_views(model, ds):
         assert full.shape == (ds.n_users, ds.n_items) and torch.isfinite(full).all()
         model.prepare_scoring()
         cached = model.score(users)
+        pairs_cached = model.score_pairs(users, items) if cached_pairs else None
         model.end_scoring()
         pairs = model.score_pairs(users, items)
-    return users, items, full, cached, pairs
+    views = (users, items, full, cached, pairs)
+    return views + (pairs_cached,) if cached_pairs else views
+
+
+def assert_same_loss_and_grads(model, batch, fast, reference, atol: float, seed=None):
+    """``fast(batch)`` and ``reference(batch)`` give the same loss (rtol 1e-5) and the same gradients of
+    every parameter (rtol 1e-4); ``seed`` re-seeds torch before each, so random views see the same draws."""
+    results = []
+    for fn in (fast, reference):
+        model.zero_grad()
+        if seed is not None:
+            torch.manual_seed(seed)
+        loss = fn(batch)
+        loss.backward()
+        results.append((loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}))
+    (fast_loss, fast_g), (ref_loss, ref_g) = results
+    assert torch.allclose(fast_loss, ref_loss, rtol=1e-5, atol=atol)
+    assert fast_g.keys() == ref_g.keys()
+    for k in ref_g:
+        assert torch.allclose(fast_g[k], ref_g[k], rtol=1e-4, atol=atol), k

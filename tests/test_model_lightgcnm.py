@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from external.models.lightgcnm import LightGCNM
-from tests.helpers import random_dataset, triplet_batch
+from tests.helpers import random_dataset, scoring_views, triplet_batch
 
 AGGREGATIONS = ["mean", "sum", "concat"]
 
@@ -38,16 +38,7 @@ def test_training_lowers_loss(aggregation):
 def test_score_and_pairs_agree(aggregation):
     ds = random_dataset()
     model = _model(ds, aggregation=aggregation)
-    users = torch.arange(ds.n_users)
-    items = torch.randint(0, ds.n_items, (ds.n_users,))
-    with torch.no_grad():
-        full = model.score(users)
-        assert full.shape == (ds.n_users, ds.n_items) and torch.isfinite(full).all()
-        model.prepare_scoring()
-        cached = model.score(users)
-        pairs_cached = model.score_pairs(users, items)
-        model.end_scoring()
-        pairs = model.score_pairs(users, items)
+    users, items, full, cached, pairs, pairs_cached = scoring_views(model, ds, cached_pairs=True)
     assert model._cache is None
     assert torch.allclose(full, cached)
     assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)

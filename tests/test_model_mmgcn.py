@@ -4,7 +4,7 @@ import torch
 
 from elliot.errors import ConfigError
 from external.models.mmgcn import MMGCN
-from tests.helpers import random_dataset, triplet_batch
+from tests.helpers import assert_same_loss_and_grads, random_dataset, scoring_views, triplet_batch
 
 VARIANTS = [
     {},  # defaults: mean fusion, concatenation, mean aggregation
@@ -68,16 +68,7 @@ def test_default_projection_follows_released_code():
 def test_score_and_pairs_agree(variant):
     ds = random_dataset()
     model = _model(ds, **variant)
-    users = torch.arange(ds.n_users)
-    items = torch.randint(0, ds.n_items, (ds.n_users,))
-    with torch.no_grad():
-        full = model.score(users)
-        assert full.shape == (ds.n_users, ds.n_items) and torch.isfinite(full).all()
-        model.prepare_scoring()
-        cached = model.score(users)
-        cached_pairs = model.score_pairs(users, items)
-        model.end_scoring()
-        pairs = model.score_pairs(users, items)
+    users, items, full, cached, pairs, cached_pairs = scoring_views(model, ds, cached_pairs=True)
     assert torch.allclose(full, cached)
     assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
     assert torch.allclose(cached_pairs, pairs)
@@ -191,27 +182,18 @@ def test_loss_and_gradients_match_full_graph_reference(variant):
     ds = random_dataset()
     model = _model(ds, **variant)
     batch = _batch(ds)
-    results = []
-    for fast in (True, False):
-        model.zero_grad()
-        if fast:
-            loss = model.loss(batch)
-        else:
-            eu, ei = model._fused(*_reference_modalities(model))
-            u = eu[batch.users]
-            pos, neg = (u * ei[batch.pos_items]).sum(-1), (u * ei[batch.neg_items]).sum(-1)
-            items = torch.cat([batch.pos_items, batch.neg_items]) + model.n_users
-            reg = model.id_embedding[batch.users].pow(2).mean() + model.id_embedding[items].pow(2).mean()
-            for gcn in model.gcns:
-                reg = reg + gcn.preference[batch.users].pow(2).mean()
-            loss = torch.nn.functional.softplus(neg - pos).mean() + model.l_w * reg
-        loss.backward()
-        results.append((loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}))
-    (fast, fast_g), (ref, ref_g) = results
-    assert torch.allclose(fast, ref, rtol=1e-5, atol=1e-7)
-    assert fast_g.keys() == ref_g.keys()
-    for k in ref_g:
-        assert torch.allclose(fast_g[k], ref_g[k], rtol=1e-4, atol=1e-7), k
+
+    def reference(batch):
+        eu, ei = model._fused(*_reference_modalities(model))
+        u = eu[batch.users]
+        pos, neg = (u * ei[batch.pos_items]).sum(-1), (u * ei[batch.neg_items]).sum(-1)
+        items = torch.cat([batch.pos_items, batch.neg_items]) + model.n_users
+        reg = model.id_embedding[batch.users].pow(2).mean() + model.id_embedding[items].pow(2).mean()
+        for gcn in model.gcns:
+            reg = reg + gcn.preference[batch.users].pow(2).mean()
+        return torch.nn.functional.softplus(neg - pos).mean() + model.l_w * reg
+
+    assert_same_loss_and_grads(model, batch, model.loss, reference, atol=1e-7)
     with torch.no_grad():
         users_m, items_m = _reference_modalities(model)
         users, items = torch.tensor([0, 2, 2, 5]), torch.tensor([1, 1, 7, 30])

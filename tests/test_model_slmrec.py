@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from external.models.slmrec import SLMRec
-from tests.helpers import random_dataset, triplet_batch, scoring_views
+from tests.helpers import assert_same_loss_and_grads, random_dataset, triplet_batch, scoring_views
 
 D = 8
 
@@ -185,18 +185,7 @@ def test_loss_and_gradients_match_dense_reference(hp, cache, monkeypatch):
     ds = random_dataset()
     model = _model(ds, **hp)
     batch = _batch(ds)
-    results = []
-    for fn in (model.loss, lambda b: _reference_loss(model, b)):
-        model.zero_grad()
-        torch.manual_seed(5)
-        loss = fn(batch)
-        loss.backward()
-        results.append((loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}))
-    (fast, fast_g), (ref, ref_g) = results
-    assert torch.allclose(fast, ref, rtol=1e-5, atol=1e-6)
-    assert fast_g.keys() == ref_g.keys()
-    for k in ref_g:
-        assert torch.allclose(fast_g[k], ref_g[k], rtol=1e-4, atol=1e-6), k
+    assert_same_loss_and_grads(model, batch, model.loss, lambda b: _reference_loss(model, b), atol=1e-6, seed=5)
 
 
 def test_outputs_match_propagated_ego_and_track_features():
