@@ -38,7 +38,7 @@ def _int32_csr(csr: Tensor) -> Tensor:
                                    csr.values(), csr.shape)
 
 
-def _csr_mm(csr: Tensor, x: Tensor) -> Tensor:
+def csr_mm(csr: Tensor, x: Tensor) -> Tensor:
     """csr @ x.  On CPU ``torch.mm`` builds a zero matrix, copies it into a second fresh result and adds
     the product; the in-place ``addmm_`` with beta = 0 writes the product straight into one buffer
     (same kernel, same values)."""
@@ -52,8 +52,8 @@ class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, op: SparseOp) -> Tensor:
         ctx.op = op
-        return _csr_mm(op.csr, x)
+        return csr_mm(op.csr, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return _csr_mm(ctx.op.csr_t, grad), None
+        return csr_mm(ctx.op.csr_t, grad), None

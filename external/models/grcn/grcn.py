@@ -67,6 +67,7 @@ from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss
 from elliot.recommender.multimodal import MultimodalRecommender
+from elliot.recommender.sparse import csr_mm
 
 
 _EPS = 1e-12  # F.normalize's eps
@@ -111,14 +112,8 @@ def _normalize(x: Tensor) -> Tensor:
 
 
 def _csr_mm(crow: Tensor, col: Tensor, values: Tensor, x: Tensor, shape: Tuple[int, int]) -> Tensor:
-    """(sparse CSR with ``values``) @ x.  On CPU the product is written straight into a fresh buffer
-    (``addmm_`` with beta = 0; ``torch.mm`` / ``sparse.mm`` would also zero-fill and copy a result: two more
-    passes, and two more parallel regions, over the output)."""
-    a = torch.sparse_csr_tensor(crow, col, values, size=shape)
-    x = x.contiguous()
-    if x.device.type == "cpu":
-        return x.new_empty(shape[0], x.shape[1]).addmm_(a, x, beta=0)
-    return torch.sparse.mm(a, x)
+    """(sparse CSR with ``values``) @ x, by the shared CPU-friendly product :func:`csr_mm`."""
+    return csr_mm(torch.sparse_csr_tensor(crow, col, values, size=shape), x)
 
 
 class _Sparse:
