@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from elliot.errors import ElliotError  # noqa: E402
+from benchmarks.run_store import merge_runs  # noqa: E402
 from elliot.run import run_experiment  # noqa: E402
 
 RUNS = ROOT / "benchmarks" / "results_runs.json"
@@ -149,18 +150,8 @@ def main(argv=None) -> None:
 
 
 def _merge_runs(new: dict) -> dict:
-    """Add ``new`` entries to the stored runs under a file lock (several configs may run at once)."""
-    import fcntl
-    import os
-
-    with open(RUNS.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
-        runs.update(new)
-        tmp = RUNS.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(runs, indent=1, sort_keys=True))
-        os.replace(tmp, RUNS)
-    return runs
+    """Add ``new`` entries to the stored runs (several configs may run at once)."""
+    return merge_runs(RUNS, lambda runs: {**runs, **new}, {})
 
 
 if __name__ == "__main__":

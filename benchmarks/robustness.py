@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from benchmarks.run_store import merge_runs  # noqa: E402
 
 RUNS = ROOT / "benchmarks" / "robustness_runs.json"
 DOC = ROOT / "docs" / "robustness.md"
@@ -132,10 +133,10 @@ def run_one(dataset, backbone: str, defense: str, epochs: int, seed: int = 42) -
 
 
 def save(record: dict) -> None:
-    runs = json.loads(RUNS.read_text()) if RUNS.exists() else []
+    """Store ``record``, replacing an earlier run of the same (dataset, backbone, defense)."""
     key = (record["dataset"], record["backbone"], record["defense"])
-    runs = [r for r in runs if (r["dataset"], r["backbone"], r["defense"]) != key] + [record]
-    RUNS.write_text(json.dumps(runs, indent=1, default=float) + "\n")
+    merge_runs(RUNS, lambda runs: [r for r in runs if (r["dataset"], r["backbone"], r["defense"]) != key]
+               + [record], [])
 
 
 # ---- the document --------------------------------------------------------------------------------------
