@@ -11,11 +11,13 @@ from torch import Tensor
 class SparseOp:
     """A fixed sparse matrix A kept as CSR together with CSR(A^T), for y = A x with gradient A^T g.
 
-    ``int32_indices=True`` stores the CSR indices as int32 (when they fit): the CPU kernel (MKL) works on
-    int32 indices and otherwise converts the int64 ones on every product; same results, less time.
+    The CSR indices are stored as int32 when they fit (``int32_indices``, default): the CPU kernel (MKL)
+    works on int32 indices and otherwise converts the int64 ones on every product.  Same values bit for
+    bit; on TikTok's 119k-entry LightGCN graph (64 dims) 1.3 vs 1.4-1.5 ms with 2 threads, 2.9-3.3 vs
+    3.7-4.3 ms with 1.
     """
 
-    def __init__(self, matrix: Tensor, symmetric: bool = False, int32_indices: bool = False):
+    def __init__(self, matrix: Tensor, symmetric: bool = False, int32_indices: bool = True):
         coo = matrix.coalesce()
         self.shape = tuple(coo.shape)
         with warnings.catch_warnings():  # "sparse CSR support is in beta"

@@ -186,8 +186,8 @@ class MMGCN(EmbeddingScoring, MultimodalRecommender):
         to_users, to_items = r, sp.csr_matrix(r.T)
         if self.aggr_mode == "mean":  # row-normalised: D^{-1} A restricted to each block
             to_users, to_items = _row_normalized(to_users), _row_normalized(to_items)
-        self.to_users = SparseOp(scipy_to_torch(to_users, self.device), int32_indices=True)
-        self.to_items = SparseOp(scipy_to_torch(to_items, self.device), int32_indices=True)
+        self.to_users = SparseOp(scipy_to_torch(to_users, self.device))
+        self.to_items = SparseOp(scipy_to_torch(to_items, self.device))
         coo = user_item_adjacency(dataset.train).tocoo()  # edge lists for the max aggregation: col -> row
         self.register_buffer("_dst", torch.as_tensor(coo.row, dtype=torch.long), persistent=False)
         self.register_buffer("_src", torch.as_tensor(coo.col, dtype=torch.long), persistent=False)

@@ -168,7 +168,7 @@ class SLMRec(EmbeddingScoring, MultimodalRecommender):
             linears += [*self.chain, *self.align]
         for lin in linears:
             nn.init.xavier_uniform_(lin.weight)
-        self.adj = SparseOp(normalized_ui_graph(dataset.train, self.device), symmetric=True, int32_indices=True)
+        self.adj = SparseOp(normalized_ui_graph(dataset.train, self.device), symmetric=True)
         n_nodes = self.n_users + self.n_items
         # modalities whose features are propagated once (cached) rather than their projections every pass
         self._fixed_inputs = [n_nodes * (self.feature_dim(m) + 1) * 4 <= self.feature_cache_bytes
