@@ -120,11 +120,13 @@ class LightGCN(EmbeddingScoring, Recommender):
 
     def loss(self, batch: TripletBatch) -> Tensor:
         # the batch's rows of [users; items] gathered once per table (each gather costs a zero-filled
-        # gradient of the whole table in backward), and the 1/(K+1) readout applied to those rows only
+        # gradient of the whole table in backward; index_select's is an index_add, ~3x cheaper on CPU
+        # than advanced indexing's), and the 1/(K+1) readout applied to those rows only
         n = len(batch.users)
         rows = torch.cat([batch.users, batch.pos_items + self.n_users, batch.neg_items + self.n_users])
-        u, i, j = (propagate_sum(self.adj, self.embedding, self.n_layers)[rows] / (self.n_layers + 1)).split(n)
-        reg = l2_reg(*self.embedding[rows].split(n), batch_size=n)
+        total = propagate_sum(self.adj, self.embedding, self.n_layers)
+        u, i, j = (total.index_select(0, rows) / (self.n_layers + 1)).split(n)
+        reg = l2_reg(*self.embedding.index_select(0, rows).split(n), batch_size=n)
         return bpr_loss((u * i).sum(-1), (u * j).sum(-1)) + self.l_w * reg
 
     def final_embeddings(self) -> Tuple[Tensor, Tensor]:

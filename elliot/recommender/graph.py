@@ -6,7 +6,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from elliot.recommender.sparse import SparseOp
+from elliot.recommender.sparse import SparseOp, propagate_sum_op
 
 
 def scipy_to_torch(matrix: sp.spmatrix, device: torch.device) -> Tensor:
@@ -54,10 +54,14 @@ def propagate(adj, x: Tensor, n_layers: int) -> list:
 
 
 def propagate_sum(adj, x: Tensor, n_layers: int) -> Tensor:
-    """Σ_k A^k x (k = 0..K), summed layer by layer (no stacked copy of the K+1 layers)."""
+    """Σ_k A^k x (k = 0..K): Horner's rule with fused products for a :class:`SparseOp`
+    (:func:`~elliot.recommender.sparse.propagate_sum_op`), else summed layer by layer (no stacked copy
+    of the K+1 layers)."""
+    if isinstance(adj, SparseOp):
+        return propagate_sum_op(adj, x, n_layers)
     total = x
     for _ in range(n_layers):
-        x = adj @ x if isinstance(adj, SparseOp) else torch.sparse.mm(adj, x)
+        x = torch.sparse.mm(adj, x)
         total = total + x
     return total
 

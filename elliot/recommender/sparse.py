@@ -50,6 +50,12 @@ def csr_mm(csr: Tensor, x: Tensor) -> Tensor:
     return torch.mm(csr, x)
 
 
+def csr_addmm(base: Tensor, csr: Tensor, x: Tensor) -> Tensor:
+    """base + csr @ x in one kernel (the sparse product accumulates into a copy of ``base``; on CPU
+    the same values bit for bit as ``base + csr_mm(csr, x)``, without the second pass)."""
+    return torch.addmm(base.contiguous(), csr, x.contiguous())
+
+
 class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, op: SparseOp) -> Tensor:
@@ -59,3 +65,28 @@ class _SpMM(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         return csr_mm(ctx.op.csr_t, grad), None
+
+
+def propagate_sum_op(op: SparseOp, x: Tensor, n_layers: int) -> Tensor:
+    """Σ_{k=0..K} A^k x by Horner's rule, x + A(x + A(... + A x)): each layer is one fused
+    ``x + A h`` product, and backward keeps nothing but A; its gradient is the same sum with A^T,
+    g + A^T(g + ... + A^T g) - the order in which autograd accumulates the layer-by-layer sum's
+    gradient.  (Σ_k A^k x summed layer by layer agrees to float rounding, not bit for bit.)"""
+    return x if n_layers == 0 else _PropagateSum.apply(x, op, n_layers)
+
+
+class _PropagateSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, op: SparseOp, n_layers: int) -> Tensor:
+        ctx.op, ctx.n_layers = op, n_layers
+        h = x
+        for _ in range(n_layers):
+            h = csr_addmm(x, op.csr, h)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        h = grad
+        for _ in range(ctx.n_layers):
+            h = csr_addmm(grad, ctx.op.csr_t, h)
+        return h, None, None

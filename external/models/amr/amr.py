@@ -119,14 +119,16 @@ class AMR(MultimodalRecommender):
     def _rows(self, items: Tensor, deltas: Optional[List[Tensor]] = None) -> List[Tensor]:
         out = []
         for b, m in enumerate(self.modalities):
-            x = self.feature(m)[items]
+            x = self.feature(m).index_select(0, items)
             out.append(self._content(b, x if deltas is None else x + deltas[b]))
         return out
 
     def _pair_scores(self, users: Tensor, items: Tensor, content: List[Tensor]) -> Tensor:
-        s = self.beta_i[items] + (self.gamma_u[users] * self.gamma_i[items]).sum(-1)
+        # index_select rather than []: its backward (index_add into zeros) is ~3x cheaper on CPU
+        s = self.beta_i.index_select(0, items) + (self.gamma_u.index_select(0, users)
+                                                  * self.gamma_i.index_select(0, items)).sum(-1)
         for b, c in enumerate(content):
-            s = s + (self.theta_u[b][users] * c[:, :-1]).sum(-1) + c[:, -1]
+            s = s + (self.theta_u[b].index_select(0, users) * c[:, :-1]).sum(-1) + c[:, -1]
         return s
 
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
@@ -169,8 +171,8 @@ class AMR(MultimodalRecommender):
             adv_rows = self._rows(uniq, deltas)
             rows_pos = adv_rows
             rows_neg = adv_rows if self.perturb == "both" else clean_rows
-        pos = self._pair_scores(batch.users, batch.pos_items, [c[inv_pos] for c in rows_pos])
-        neg = self._pair_scores(batch.users, batch.neg_items, [c[inv_neg] for c in rows_neg])
+        pos = self._pair_scores(batch.users, batch.pos_items, [c.index_select(0, inv_pos) for c in rows_pos])
+        neg = self._pair_scores(batch.users, batch.neg_items, [c.index_select(0, inv_neg) for c in rows_neg])
         return pos, neg
 
     def budget(self, items: Tensor) -> List[Tuple[Tensor, Tensor, Tensor]]:
@@ -213,8 +215,9 @@ class AMR(MultimodalRecommender):
         uniq, inv = torch.unique(torch.cat([batch.pos_items, batch.neg_items]), return_inverse=True)
         pos, neg = self._triple_scores(batch, None, None, inv[:n], inv[n:], uniq)
         users, items = batch.users, torch.cat([batch.pos_items, batch.neg_items])
-        reg_w = l2_reg(self.gamma_u[users], self.gamma_i[items], *(t[users] for t in self.theta_u), batch_size=n)
-        reg_b = l2_reg(self.beta_i[items], batch_size=n)
+        reg_w = l2_reg(self.gamma_u.index_select(0, users), self.gamma_i.index_select(0, items),
+                       *(t.index_select(0, users) for t in self.theta_u), batch_size=n)
+        reg_b = l2_reg(self.beta_i.index_select(0, items), batch_size=n)
         reg_e = l2_reg(*self.E, *self.beta_f, batch_size=n)
         loss = bpr_loss(pos, neg) + self.l_w * reg_w + self.l_b * reg_b + self.l_e * reg_e
         if self.adversarial:

@@ -67,7 +67,7 @@ from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
 from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss
-from elliot.recommender.graph import normalized_ui_graph
+from elliot.recommender.graph import normalized_ui_graph, propagate_sum
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.knn import knn_graph, sym_norm_values
 from elliot.recommender.sparse import SparseOp
@@ -166,23 +166,20 @@ class FREEDOM(EmbeddingScoring, MultimodalRecommender):
         h = self.embeddings[self.n_users:]
         for _ in range(int(self.n_layers)):
             h = self.item_adj @ h
-        x = total = self.embeddings
-        for _ in range(int(self.n_ui_layers)):
-            x = adj @ x
-            total = total + x
-        return total, h
+        return propagate_sum(adj, self.embeddings, int(self.n_ui_layers)), h
 
     def _rows(self, total: Tensor, h: Tensor, users: Optional[Tensor], items: Optional[Tensor]):
         """h_u for ``users`` and h_i = ĥ_i + h̃_i for ``items`` (all when None); only those rows are averaged."""
         scale = 1.0 / (int(self.n_ui_layers) + 1)
         u_all, i_all = total[: self.n_users], total[self.n_users:]
-        hu = (u_all if users is None else u_all[users]) * scale
-        hi = (i_all * scale + h) if items is None else i_all[items] * scale + h[items]
+        # index_select: its backward (index_add into zeros) is ~3x cheaper on CPU than advanced indexing's
+        hu = (u_all if users is None else u_all.index_select(0, users)) * scale
+        hi = (i_all * scale + h) if items is None else i_all.index_select(0, items) * scale + h.index_select(0, items)
         return hu, hi
 
     def _projected(self, items: Optional[Tensor] = None) -> List[Tensor]:
         """h_i^m = W_m x_i^m + b_m for ``items`` (all items when None), from the current features."""
-        return [lin(self.feature(m) if items is None else self.feature(m)[items])
+        return [lin(self.feature(m) if items is None else self.feature(m).index_select(0, items))
                 for m, lin in zip(self.modalities, self.proj)]
 
     # ---- training -----------------------------------------------------------------------------------
@@ -199,7 +196,7 @@ class FREEDOM(EmbeddingScoring, MultimodalRecommender):
             uniq, inv = torch.unique(both, return_inverse=True)
             modal = 0.0
             for p in self._projected(uniq):
-                s = (u2 * p[inv]).sum(-1)
+                s = (u2 * p.index_select(0, inv)).sum(-1)
                 modal = modal + bpr_loss(s[:n], s[n:])
             loss = loss + self.l_w * modal
         return loss

@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, l2_reg
-from elliot.recommender.graph import propagate_mean, ui_propagation_op
+from elliot.recommender.graph import propagate_mean, propagate_sum, ui_propagation_op
 from elliot.recommender.multimodal import MultimodalRecommender
 
 
@@ -102,15 +102,15 @@ class LightGCNM(EmbeddingScoring, MultimodalRecommender):
 
     # ---- training -----------------------------------------------------------------------------------
     def loss(self, batch: TripletBatch) -> Tensor:
+        # as LightGCN: the batch's rows gathered once (index_select, whose backward is ~3x cheaper on CPU
+        # than advanced indexing's) and the 1/(K+1) readout applied to those rows only
         ego = self._ego()
-        final = propagate_mean(self.adj, ego, self.n_layers)
-        users, items = final[: self.n_users], final[self.n_users:]
-        u, i, j = batch.users, batch.pos_items, batch.neg_items
-        eu = users[u]
-        pos, neg = (eu * items[i]).sum(-1), (eu * items[j]).sum(-1)
-        items0 = ego[self.n_users:]
-        reg = l2_reg(ego[u], items0[i], items0[j], batch_size=len(u))
-        return bpr_loss(pos, neg) + self.l_w * reg
+        n = len(batch.users)
+        rows = torch.cat([batch.users, batch.pos_items + self.n_users, batch.neg_items + self.n_users])
+        total = propagate_sum(self.adj, ego, self.n_layers)
+        eu, ei, ej = (total.index_select(0, rows) / (self.n_layers + 1)).split(n)
+        reg = l2_reg(*ego.index_select(0, rows).split(n), batch_size=n)
+        return bpr_loss((eu * ei).sum(-1), (eu * ej).sum(-1)) + self.l_w * reg
 
     # ---- scoring ------------------------------------------------------------------------------------
     def final_embeddings(self) -> Tuple[Tensor, Tensor]:

@@ -117,7 +117,8 @@ class _ProjectedRows:
 
     def matmul(self, weight: Tensor, rows: Optional[Tensor] = None) -> Tensor:
         """x[rows] @ weight (all rows when None)."""
-        feat, scale = (self.feat, self.scale) if rows is None else (self.feat[rows], self.scale[rows])
+        feat, scale = ((self.feat, self.scale) if rows is None
+                       else (self.feat.index_select(0, rows), self.scale.index_select(0, rows)))
         return scale * torch.addmm(self.project.bias @ weight, feat, self.project.weight.T @ weight)
 
 
@@ -210,10 +211,10 @@ class MMGCN(EmbeddingScoring, MultimodalRecommender):
             n_out = op.shape[0] if rows is None else len(rows)
             if n_out <= op.shape[1]:
                 agg = op @ x_src
-                return F.leaky_relu((agg if rows is None else agg[rows]) @ weight, inplace=True)
+                return F.leaky_relu((agg if rows is None else agg.index_select(0, rows)) @ weight, inplace=True)
             transformed = x_src @ weight
         out = op @ transformed
-        return F.leaky_relu(out if rows is None else out[rows], inplace=True)
+        return F.leaky_relu(out if rows is None else out.index_select(0, rows), inplace=True)
 
     def _layer(self, gcn: "_ModalGCN", layer: int, xu: Tensor, xi, users: Optional[Tensor],
                items: Optional[Tensor], ids: Tuple[Optional[Tensor], Optional[Tensor]]) -> Tuple[Tensor, Tensor]:
@@ -225,7 +226,8 @@ class MMGCN(EmbeddingScoring, MultimodalRecommender):
         if self.aggr_mode == "max":  # nonlinear: transform every node, then take the neighbour maxima
             h = F.leaky_relu(self._aggregate(torch.cat([xu @ w1, xi.matmul(w1) if factored else xi @ w1])))
             hu, hi = h[: self.n_users], h[self.n_users:]
-            hu, hi = (hu if users is None else hu[users]), (hi if items is None else hi[items])
+            hu = hu if users is None else hu.index_select(0, users)
+            hi = hi if items is None else hi.index_select(0, items)
         else:
             hu = self._side(self.to_users, xi, w1, users, xi.matmul(w1) if factored else None)
             hi = self._side(self.to_items, xu, w1, items)
@@ -234,7 +236,7 @@ class MMGCN(EmbeddingScoring, MultimodalRecommender):
             if isinstance(x, _ProjectedRows):
                 x_hat = x.matmul(own.weight.T, rows) + own.bias
             else:
-                x_hat = own(x if rows is None else x[rows])
+                x_hat = own(x if rows is None else x.index_select(0, rows))
             x_hat = F.leaky_relu(x_hat, inplace=True)
             if e_id is not None:
                 x_hat = x_hat + e_id
@@ -274,7 +276,8 @@ class MMGCN(EmbeddingScoring, MultimodalRecommender):
         ids = (None,) * 4
         if self.has_id:  # split / gathered once for all modalities and layers
             id_u, id_i = self.id_embedding.split([self.n_users, self.n_items])
-            ids = (id_u, id_i, id_u if users is None else id_u[users], id_i if items is None else id_i[items])
+            ids = (id_u, id_i, id_u if users is None else id_u.index_select(0, users),
+                   id_i if items is None else id_i.index_select(0, items))
         reps = [self._modality(b, users, items, ids) for b in range(len(self.modalities))]
         return [u for u, _ in reps], [i for _, i in reps]
 
@@ -291,13 +294,16 @@ class MMGCN(EmbeddingScoring, MultimodalRecommender):
         items, i_inv = torch.unique(torch.cat([batch.pos_items, batch.neg_items]), return_inverse=True)
         eu, ei = self._fused(*self.propagate(users, items))
         n = len(batch.users)
-        u = eu[u_inv]
-        pos = (u * ei[i_inv[:n]]).sum(-1)
-        neg = (u * ei[i_inv[n:]]).sum(-1)
+        # index_select: its backward (index_add into zeros) is ~3x cheaper on CPU than advanced indexing's
+        u = eu.index_select(0, u_inv)
+        pos_neg = ei.index_select(0, i_inv)
+        pos = (u * pos_neg[:n]).sum(-1)
+        neg = (u * pos_neg[n:]).sum(-1)
         rows = torch.cat([batch.pos_items, batch.neg_items]) + self.n_users
-        reg = self.id_embedding[batch.users].pow(2).mean() + self.id_embedding[rows].pow(2).mean()
+        reg = (self.id_embedding.index_select(0, batch.users).pow(2).mean()
+               + self.id_embedding.index_select(0, rows).pow(2).mean())
         for gcn in self.gcns:
-            reg = reg + gcn.preference[batch.users].pow(2).mean()
+            reg = reg + gcn.preference.index_select(0, batch.users).pow(2).mean()
         return bpr_loss(pos, neg) + self.l_w * reg
 
     # ---- scoring ------------------------------------------------------------------------------------

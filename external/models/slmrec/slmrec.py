@@ -239,8 +239,8 @@ class SLMRec(EmbeddingScoring, MultimodalRecommender):
             else:
                 even = even + x
         if rows is not None:
-            even = even[rows]
-            odd = odd[rows] if odd is not None else None
+            even = even.index_select(0, rows)  # (~3x cheaper backward than [] on CPU)
+            odd = odd.index_select(0, rows) if odd is not None else None
         total = (even + odd if odd is not None else even) / (n_layers + 1)
         is_user = (rows < self.n_users if rows is not None
                    else torch.arange(len(total), device=total.device) < self.n_users).unsqueeze(1)
@@ -250,7 +250,7 @@ class SLMRec(EmbeddingScoring, MultimodalRecommender):
         for k, lin in enumerate(self.dense):
             if self._fixed_inputs[k]:
                 table = self._propagated_features(k)
-                table = table[rows] if rows is not None else table
+                table = table.index_select(0, rows) if rows is not None else table
                 part = F.linear(table[:, :-1], lin.weight) + table[:, -1:] * lin.bias
             else:
                 j = 1 + slow.index(k)
@@ -285,8 +285,8 @@ class SLMRec(EmbeddingScoring, MultimodalRecommender):
                                     float(self.temp))
         else:
             zj = self._fuse(out[nu + ni:], self.fuse_item)
-            zu = zu[u_inv]
-            loss = bpr_loss((zu * zi[i_inv]).sum(-1), (zu * zj[j_inv]).sum(-1))
+            zu = zu.index_select(0, u_inv)
+            loss = bpr_loss((zu * zi.index_select(0, i_inv)).sum(-1), (zu * zj.index_select(0, j_inv)).sum(-1))
         if self.ssl_task != "none" and self.ssl_alpha:
             groups = ((users, u_inv, u_cnt), (items, i_inv, i_cnt))
             views = None if share is None else (out[:nu + ni], share[:nu + ni])
@@ -324,7 +324,7 @@ class SLMRec(EmbeddingScoring, MultimodalRecommender):
                                   torch.cat([x_items * masks[0], x_items * masks[1]], 1)])
             else:
                 ego2 = ego.repeat(1, 2)
-            out = self._propagate(ego2, dropout=True)[torch.cat([users, items + self.n_users])]
+            out = self._propagate(ego2, dropout=True).index_select(0, torch.cat([users, items + self.n_users]))
         loss = 0.0
         nu = len(users)
         for rows, inv, cnt, lin in ((out[:nu], u_inv, u_cnt, self.fuse_user), (out[nu:], i_inv, i_cnt, self.fuse_item)):

@@ -105,7 +105,8 @@ class VBPR(MultimodalRecommender):
     def _content(self, items: Tensor = None) -> List[Tensor]:
         """Per branch: f_i @ [E | β'] = [E f_i, β' · f_i]  (n, factors_d + 1), rows ``items`` or all;
         with ``normalize`` the E f_i part is L2-normalised."""
-        feats = [self.feature(m) if items is None else self.feature(m)[items] for m in self.modalities]
+        feats = [self.feature(m) if items is None else self.feature(m).index_select(0, items)
+                 for m in self.modalities]
         if self.fusion == "concat":  # [f^1, ..., f^M] @ E  computed block-wise, without the concatenation
             out = [sum(f @ self.E[0][a:b] for f, (a, b) in zip(feats, self._blocks))]
         else:
@@ -114,36 +115,44 @@ class VBPR(MultimodalRecommender):
             out = [torch.cat([F.normalize(c[:, :-1], p=2, dim=1), c[:, -1:]], 1) for c in out]
         return out
 
+    def _item_rows(self, items: Tensor) -> Tuple[Tensor, Tensor]:
+        """Packed item side of aligned pairs, ([γ_i | c_i^1 | ... | c_i^B], β_i + Σ_b β'_b · f_i), where
+        c^b is branch b's (normalised) projected content, so that s(u, i) = <user row, first> + second
+        with the packed user row [γ_u | θ_u^1 | ... | θ_u^B].  Also returns the gathered [γ_i | β_i]
+        (for the regulariser).  Rows are gathered with ``index_select``, whose backward (an index_add into
+        a zeroed table) is about 3x faster on CPU than advanced indexing's accumulating index_put."""
+        itf = self.item_factors.index_select(0, items)
+        content = self._content(items)
+        vectors = torch.cat([itf[:, :-1], *[c[:, :-1] for c in content]], 1)
+        bias = itf[:, -1] + sum(c[:, -1] for c in content)
+        return vectors, bias, itf
+
     def _user_parts(self, uf: Tensor) -> Tuple[Tensor, List[Tensor]]:
         """Split packed user rows into γ_u and the per-branch θ_u."""
         k, kd = int(self.factors), int(self.factors_d)
         return uf[:, :k], [uf[:, k + b * kd: k + (b + 1) * kd] for b in range(len(self.branches))]
 
-    def _pair_scores(self, users: Tensor, items: Tensor, with_factors: bool = False):
-        """s(u, i) for aligned pairs; ``items`` may be a multiple r of ``users`` long (pairs
-        (users.repeat(r), items)).  Item-side work (feature gathers, projections) is done once per
-        distinct item and every parameter table is indexed once: each index op costs a dense gradient
-        of the whole table in backward."""
-        uniq, inv = torch.unique(items, return_inverse=True)
-        uf = self.user_factors[users]
-        uf_pairs = uf.repeat(len(items) // len(users), 1) if len(items) != len(users) else uf
-        itf = self.item_factors[uniq][inv]
-        gu, thetas = self._user_parts(uf_pairs)
-        s = itf[:, -1] + (gu * itf[:, :-1]).sum(-1)
-        for theta, c in zip(thetas, self._content(uniq)):
-            c = c[inv]
-            s = s + (theta * c[:, :-1]).sum(-1) + c[:, -1]
-        return (s, uf, itf) if with_factors else s
+    def _pair_scores(self, users: Tensor, items: Tensor) -> Tensor:
+        """s(u, i) for aligned pairs."""
+        vectors, bias, _ = self._item_rows(items)
+        return (self.user_factors.index_select(0, users) * vectors).sum(-1) + bias
 
     # ---- training -----------------------------------------------------------------------------------
     def loss(self, batch: TripletBatch) -> Tensor:
         n = len(batch.users)
-        # positives and negatives in one pass: [u; u] x [i; j]
-        s, uf, itf = self._pair_scores(batch.users, torch.cat([batch.pos_items, batch.neg_items]), with_factors=True)
-        reg_w = l2_reg(uf, itf[:, :-1], batch_size=n)  # γ_u, θ_u, γ_i, γ_j of every triple
-        reg_b = l2_reg(itf[:, -1], batch_size=n)
+        # positives and negatives in one pass; s(u,i) - s(u,j) = <user row, v_i - v_j> + (b_i - b_j)
+        vectors, bias, itf = self._item_rows(torch.cat([batch.pos_items, batch.neg_items]))
+        uf = self.user_factors.index_select(0, batch.users)
+        v_i, v_j = vectors.split(n)
+        b_i, b_j = bias.split(n)
+        margin = (uf * (v_i - v_j)).sum(-1) + (b_i - b_j)
+        # squared norms per column first: slicing the (2B, factors + 1) rows would cost a full-size
+        # zero-filled gradient per slice in backward
+        item_sq = itf.pow(2).sum(0)
+        reg_w = (uf.pow(2).sum() + item_sq[:-1].sum()) / (2 * n)  # γ_u, θ_u, γ_i, γ_j of every triple
+        reg_b = item_sq[-1] / (2 * n)
         reg_e = l2_reg(*self.E, batch_size=n)
-        return bpr_loss(s[:n], s[n:]) + self.l_w * reg_w + self.l_b * reg_b + self.l_e * reg_e
+        return bpr_loss(margin, torch.zeros_like(margin)) + self.l_w * reg_w + self.l_b * reg_b + self.l_e * reg_e
 
     # ---- scoring ------------------------------------------------------------------------------------
     def prepare_scoring(self) -> None:
