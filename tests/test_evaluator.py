@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 import pytest
 
 from elliot.dataset.dataset import Dataset
@@ -60,3 +61,27 @@ def test_relevance_threshold():
     res = Evaluator(ds, [2], ["Recall"], relevance_threshold=4).evaluate(FixedScores(SCORES), "test")
     # relevant: user 0 {1}, user 1 {0}; user 0 top-2 = 3, 1 -> recall 1; user 1 -> 0
     assert res.get("Recall", 2) == pytest.approx(0.5)
+
+
+class _AliasingScores(FixedScores):
+    """Scores that alias model state: the buffer itself (``mode='buffer'``) or a view of it."""
+
+    def __init__(self, scores, mode):
+        super().__init__(scores)
+        self.register_buffer("table", self.scores.clone())
+        self.mode = mode
+
+    def score(self, users):
+        if self.mode == "buffer":
+            return self.table  # every user at once: the buffer, not a copy
+        return self.table[:1].expand(len(users), -1) if self.mode == "broadcast" else self.table[users]
+
+
+@pytest.mark.parametrize("mode", ["buffer", "broadcast", "fresh"])
+def test_masking_never_writes_into_model_state(mode):
+    model = _AliasingScores(SCORES, mode)
+    before = model.table.clone()
+    ev = Evaluator(_dataset(), cutoffs=[1, 2], metrics=["Recall"])
+    first = ev.evaluate(model, "test").values
+    assert torch.equal(model.table, before)  # training/validation items were masked in a copy
+    assert ev.evaluate(model, "test").values == first

@@ -9,6 +9,7 @@ Memory is bounded by ``batch_size`` x n_items scores at a time.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -81,6 +82,9 @@ class Evaluator:
     def top_items(self, model, users: np.ndarray, k: int, masks: Sequence[sp.csr_matrix]):
         """Yield (batch_users, top_items (B,k) int64, top_scores (B,k) float32) in user batches."""
         device = model.device
+        # masking writes into the scores; a copy is needed only when they alias model state (a view of a
+        # buffer, as MostPop's broadcast row, or a parameter itself) - a fresh product is masked in place
+        state = {t.untyped_storage().data_ptr() for t in itertools.chain(model.parameters(), model.buffers())}
         for start in range(0, len(users), self.batch_size):
             batch = users[start:start + self.batch_size]
             scores = model.score(torch.from_numpy(batch).to(device)).float()
@@ -89,7 +93,8 @@ class Evaluator:
                                    f"expected ({len(batch)}, {self.dataset.n_items})")
             r, c = _mask_rows(masks, batch)
             if len(r):
-                scores = scores.clone()
+                if scores._base is not None or scores.untyped_storage().data_ptr() in state:
+                    scores = scores.clone()
                 scores[torch.from_numpy(r).to(device), torch.from_numpy(c).to(device)] = -torch.inf
             top_scores, top = torch.topk(scores, k=min(k, scores.shape[1]), dim=1)
             yield batch, top.cpu().numpy(), top_scores.cpu().numpy()

@@ -101,7 +101,10 @@ class Recommender(nn.Module):
         """Drop caches built by :meth:`prepare_scoring`."""
 
     def score(self, users: Tensor) -> Tensor:  # pragma: no cover - abstract
-        """Scores of all items for ``users``: float tensor (len(users), n_items) on ``self.device``."""
+        """Scores of all items for ``users``: float tensor (len(users), n_items) on ``self.device``.
+        The evaluator masks known items in place unless the result is a view or shares storage with a
+        parameter or buffer, so return a fresh tensor (a product, a gather) or one of those - never a
+        tensor kept in a plain attribute."""
         raise NotImplementedError
 
 

@@ -85,7 +85,7 @@ class BPRMF(Recommender):
         return super().make_optimizer()
 
     def score(self, users: Tensor) -> Tensor:
-        return self.user_emb(users) @ self.item_emb.weight.T + self.item_bias.weight.T
+        return torch.addmm(self.item_bias.weight.T, self.user_emb(users), self.item_emb.weight.T)  # one pass
 
 
 class LightGCN(EmbeddingScoring, Recommender):

@@ -45,7 +45,7 @@ to the fused score:
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -115,13 +115,13 @@ class VBPR(MultimodalRecommender):
             out = [torch.cat([F.normalize(c[:, :-1], p=2, dim=1), c[:, -1:]], 1) for c in out]
         return out
 
-    def _item_rows(self, items: Tensor) -> Tuple[Tensor, Tensor]:
-        """Packed item side of aligned pairs, ([γ_i | c_i^1 | ... | c_i^B], β_i + Σ_b β'_b · f_i), where
+    def _item_rows(self, items: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+        """Packed item side of aligned pairs (all items when ``items`` is None), ([γ_i | c_i^1 | ... | c_i^B], β_i + Σ_b β'_b · f_i), where
         c^b is branch b's (normalised) projected content, so that s(u, i) = <user row, first> + second
         with the packed user row [γ_u | θ_u^1 | ... | θ_u^B].  Also returns the gathered [γ_i | β_i]
         (for the regulariser).  Rows are gathered with ``index_select``, whose backward (an index_add into
         a zeroed table) is about 3x faster on CPU than advanced indexing's accumulating index_put."""
-        itf = self.item_factors.index_select(0, items)
+        itf = self.item_factors if items is None else self.item_factors.index_select(0, items)
         content = self._content(items)
         vectors = torch.cat([itf[:, :-1], *[c[:, :-1] for c in content]], 1)
         bias = itf[:, -1] + sum(c[:, -1] for c in content)
@@ -156,18 +156,16 @@ class VBPR(MultimodalRecommender):
 
     # ---- scoring ------------------------------------------------------------------------------------
     def prepare_scoring(self) -> None:
-        self._cache = self._content()
+        vectors, bias, _ = self._item_rows(None)
+        self._cache = (vectors, bias)
 
     def end_scoring(self) -> None:
         self._cache = None
 
     def score(self, users: Tensor) -> Tensor:
-        content = self._cache if self._cache is not None else self._content()
-        gu, thetas = self._user_parts(self.user_factors[users])
-        s = gu @ self.item_factors[:, :-1].T + self.item_factors[:, -1].unsqueeze(0)
-        for theta, c in zip(thetas, content):
-            s = s + theta @ c[:, :-1].T + c[:, -1].unsqueeze(0)
-        return s
+        # one GEMM with the packed item table: [γ_u | θ_u] [γ_i | c_i]^T + (β_i + β'·f_i)
+        vectors, bias = self._cache if self._cache is not None else self._item_rows(None)[:2]
+        return torch.addmm(bias.unsqueeze(0), self.user_factors.index_select(0, users), vectors.T)
 
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
         return self._pair_scores(users, items)
