@@ -57,7 +57,7 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.recommender.base import TripletBatch, bpr_loss, l2_reg
+from elliot.recommender.base import TripletBatch, bpr_loss, l2_reg, unique_index
 from elliot.recommender.multimodal import MultimodalRecommender
 
 
@@ -192,7 +192,7 @@ class AMR(MultimodalRecommender):
     def adversarial_deltas(self, batch: TripletBatch) -> Tuple[List[Tensor], Tensor, Tensor, Tensor]:
         """Δ_adv for the batch's distinct items (FGSM or MSAP); no gradient reaches the parameters."""
         n = len(batch.users)
-        uniq, inv = torch.unique(torch.cat([batch.pos_items, batch.neg_items]), return_inverse=True)
+        uniq, inv = unique_index(torch.cat([batch.pos_items, batch.neg_items]), self.n_items)
         inv_pos, inv_neg = inv[:n], inv[n:]
         budgets = self.budget(uniq)
         deltas = [torch.zeros(len(uniq), self.feature_dim(m), device=self.device) for m in self.modalities]
@@ -212,7 +212,7 @@ class AMR(MultimodalRecommender):
 
     def loss(self, batch: TripletBatch) -> Tensor:
         n = len(batch.users)
-        uniq, inv = torch.unique(torch.cat([batch.pos_items, batch.neg_items]), return_inverse=True)
+        uniq, inv = unique_index(torch.cat([batch.pos_items, batch.neg_items]), self.n_items)
         pos, neg = self._triple_scores(batch, None, None, inv[:n], inv[n:], uniq)
         users, items = batch.users, torch.cat([batch.pos_items, batch.neg_items])
         reg_w = l2_reg(self.gamma_u.index_select(0, users), self.gamma_i.index_select(0, items),

@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
-from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, unique_index
 from elliot.recommender.graph import normalized_ui_graph, propagate_sum
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.knn import knn_graph, sym_norm_values
@@ -193,7 +193,7 @@ class FREEDOM(EmbeddingScoring, MultimodalRecommender):
         scores = (u2 * items).sum(-1)
         loss = bpr_loss(scores[:n], scores[n:])
         if self.l_w:
-            uniq, inv = torch.unique(both, return_inverse=True)
+            uniq, inv = unique_index(both, self.n_items)
             modal = 0.0
             for p in self._projected(uniq):
                 s = (u2 * p.index_select(0, inv)).sum(-1)

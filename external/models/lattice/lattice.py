@@ -75,7 +75,7 @@ from torch.nn import functional as F
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
-from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, l2_reg
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, l2_reg, unique_index
 from elliot.recommender.graph import scipy_to_torch, user_item_adjacency
 from elliot.recommender.knn import knn_graph
 from elliot.recommender.multimodal import MultimodalRecommender
@@ -289,7 +289,7 @@ class LATTICE(EmbeddingScoring, MultimodalRecommender):
         users_all, items_all = self._backbone()
         items = torch.cat([batch.pos_items, batch.neg_items])
         if self.graph_grad == "every_batch":  # values with gradient, only for the batch's items
-            uniq, inv = torch.unique(items, return_inverse=True)
+            uniq, inv = unique_index(items, self.n_items)
             i = (items_all.index_select(0, uniq) + F.normalize(sum(self._item_parts(uniq)), dim=1)).index_select(0, inv)
         else:
             if self._frozen is None:  # the epoch's first batch: S with gradient, then frozen

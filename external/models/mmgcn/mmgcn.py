@@ -69,7 +69,7 @@ from torch.nn import functional as F
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
-from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, unique_index
 from elliot.recommender.graph import scipy_to_torch, user_item_adjacency
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.sparse import SparseOp
@@ -290,8 +290,8 @@ class MMGCN(EmbeddingScoring, MultimodalRecommender):
     # ---- training -----------------------------------------------------------------------------------
     def loss(self, batch: TripletBatch) -> Tensor:
         """BPR + regulariser; the representations are computed for the batch's distinct users/items only."""
-        users, u_inv = torch.unique(batch.users, return_inverse=True)
-        items, i_inv = torch.unique(torch.cat([batch.pos_items, batch.neg_items]), return_inverse=True)
+        users, u_inv = unique_index(batch.users, self.n_users)
+        items, i_inv = unique_index(torch.cat([batch.pos_items, batch.neg_items]), self.n_items)
         eu, ei = self._fused(*self.propagate(users, items))
         n = len(batch.users)
         # index_select: its backward (index_add into zeros) is ~3x cheaper on CPU than advanced indexing's

@@ -70,7 +70,7 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, unique_index
 from elliot.recommender.graph import normalized_ui_graph
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.sparse import SparseOp
@@ -268,11 +268,11 @@ class SLMRec(EmbeddingScoring, MultimodalRecommender):
     def loss(self, batch: TripletBatch) -> Tensor:
         """Computed on the batch's distinct users and items (multiplicities kept in every mean and
         softmax, see :func:`grouped_info_nce`): the same loss as over the batch rows."""
-        users, u_inv, u_cnt = torch.unique(batch.users, return_inverse=True, return_counts=True)
-        items, i_inv, i_cnt = torch.unique(batch.pos_items, return_inverse=True, return_counts=True)
+        users, u_inv, u_cnt = unique_index(batch.users, self.n_users, return_counts=True)
+        items, i_inv, i_cnt = unique_index(batch.pos_items, self.n_items, return_counts=True)
         nodes = [users, items + self.n_users]
         if self.main_loss != "infonce":
-            negs, j_inv = torch.unique(batch.neg_items, return_inverse=True)
+            negs, j_inv = unique_index(batch.neg_items, self.n_items)
             nodes.append(negs + self.n_users)
         fm = self.ssl_task == "FM" and self.ssl_alpha
         out = self._outputs(torch.cat(nodes), with_user_share=bool(fm))

@@ -53,7 +53,7 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.recommender.base import TripletBatch, bpr_loss, l2_reg
+from elliot.recommender.base import TripletBatch, bpr_loss, l2_reg, unique_index
 from elliot.recommender.multimodal import MultimodalRecommender
 
 
@@ -120,9 +120,14 @@ class VBPR(MultimodalRecommender):
         c^b is branch b's (normalised) projected content, so that s(u, i) = <user row, first> + second
         with the packed user row [γ_u | θ_u^1 | ... | θ_u^B].  Also returns the gathered [γ_i | β_i]
         (for the regulariser).  Rows are gathered with ``index_select``, whose backward (an index_add into
-        a zeroed table) is about 3x faster on CPU than advanced indexing's accumulating index_put."""
-        itf = self.item_factors if items is None else self.item_factors.index_select(0, items)
-        content = self._content(items)
+        a zeroed table) is about 3x faster on CPU than advanced indexing's accumulating index_put; the
+        content is computed once per distinct item."""
+        if items is None:
+            itf, content = self.item_factors, self._content(None)
+        else:  # content (feature gathers and projections) once per distinct item: ~2/3 of the rows
+            itf = self.item_factors.index_select(0, items)
+            uniq, inv = unique_index(items, self.n_items)
+            content = [c.index_select(0, inv) for c in self._content(uniq)]
         vectors = torch.cat([itf[:, :-1], *[c[:, :-1] for c in content]], 1)
         bias = itf[:, -1] + sum(c[:, -1] for c in content)
         return vectors, bias, itf
