@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("overrides", nargs="*", help="hyperparameter overrides k=v (YAML values)")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # k=v overrides before or after --epochs
     cfg = load_config(args.config)
     exp = cfg.experiment_dict()
     name = next(n for n in cfg.models if n.split(".")[-1] == args.model)
