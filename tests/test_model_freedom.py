@@ -161,3 +161,11 @@ def test_deterministic_with_fixed_seed():
     assert torch.equal(_train(a, batch, steps=5), _train(b, batch, steps=5))
     with torch.no_grad():
         assert torch.equal(a.score(torch.arange(5)), b.score(torch.arange(5)))
+
+
+def test_modality_loss_needs_matching_sizes():
+    from elliot.errors import ConfigError
+    ds = random_dataset()
+    with pytest.raises(ConfigError, match="factors must equal factors_multimod"):
+        _model(ds, factors=8, factors_multimod=6)
+    assert _model(ds, factors=8, factors_multimod=6, l_w=0.0).loss(triplet_batch(ds)).isfinite()

@@ -131,6 +131,15 @@ class EmbeddingScoring:
         return user_final[users] @ item_final.T
 
 
+def gather_rows(table: Tensor, index: Tensor) -> Tensor:
+    """``table[index]`` (rows; ``index`` of any shape) by ``index_select``.  Its backward is an
+    ``index_add`` into zeros: deterministic, and ~3x faster on CPU than the accumulating ``index_put`` of
+    advanced indexing, whose result with 2 threads varies from run to run (float sums in another order)."""
+    if index.dim() == 1:
+        return table.index_select(0, index)
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
+
+
 def unique_index(index: Tensor, size: int, return_counts: bool = False):
     """``torch.unique(index, sorted=True, return_inverse=True[, return_counts])`` for ids in [0, size):
     the same tensors, from a presence mask and a prefix sum instead of a sort when ``size`` is small

@@ -57,7 +57,7 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.recommender.base import TripletBatch, bpr_loss, l2_reg, unique_index
+from elliot.recommender.base import TripletBatch, bpr_loss, l2_reg, unique_index, gather_rows
 from elliot.recommender.multimodal import MultimodalRecommender
 
 
@@ -133,14 +133,14 @@ class AMR(MultimodalRecommender):
 
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
         uniq, inv = torch.unique(items, return_inverse=True)
-        return self._pair_scores(users, items, [c[inv] for c in self._rows(uniq)])
+        return self._pair_scores(users, items, [gather_rows(c, inv) for c in self._rows(uniq)])
 
     def modality_embeddings(self, users: Tensor, items: Tensor) -> Dict[str, Tuple[Tensor, Tensor]]:
         ones = torch.ones(len(users), 1, device=self.device)
-        out = {"id": (torch.cat([self.gamma_u[users], ones], 1),
-                      torch.cat([self.gamma_i[items], self.beta_i[items, None]], 1))}
+        out = {"id": (torch.cat([gather_rows(self.gamma_u, users), ones], 1),
+                      torch.cat([gather_rows(self.gamma_i, items), gather_rows(self.beta_i, items).unsqueeze(1)], 1))}
         for b, (m, c) in enumerate(zip(self.modalities, self._rows(items))):
-            out[m] = (torch.cat([self.theta_u[b][users], ones], 1), c)
+            out[m] = (torch.cat([gather_rows(self.theta_u[b], users), ones], 1), c)
         return out
 
     def prepare_scoring(self) -> None:

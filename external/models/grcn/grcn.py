@@ -65,7 +65,7 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, gather_rows
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.sparse import csr_mm
 
@@ -447,8 +447,9 @@ class GRCN(EmbeddingScoring, MultimodalRecommender):
 
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
         eu, ei = self.propagate()
-        return (eu[users] * ei[items]).sum(-1)
+        return (gather_rows(eu, users) * gather_rows(ei, items)).sum(-1)
 
     def modality_embeddings(self, users: Tensor, items: Tensor) -> Dict[str, Tuple[Tensor, Tensor]]:
         us, its = self.branches()
-        return {name: (u[users], i[items]) for name, u, i in zip(["id"] + list(self.modalities), us, its)}
+        return {name: (gather_rows(u, users), gather_rows(i, items))
+                for name, u, i in zip(["id"] + list(self.modalities), us, its)}

@@ -75,7 +75,7 @@ from torch.nn import functional as F
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
-from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, l2_reg, unique_index
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, l2_reg, unique_index, gather_rows
 from elliot.recommender.graph import scipy_to_torch, user_item_adjacency
 from elliot.recommender.knn import knn_graph
 from elliot.recommender.multimodal import MultimodalRecommender
@@ -97,8 +97,8 @@ def knn_index(features: Tensor, k: int, chunk_size: int = 0) -> Tensor:
 def cosine_at(xn: Tensor, index: Tensor, rows: Optional[Tensor] = None) -> Tensor:
     """xn_i · xn_j for the pairs (i, index[i, r]) of ``rows`` (all when None): (rows, k), differentiable."""
     if rows is None:
-        return torch.einsum("nd,nkd->nk", xn, xn[index])
-    return torch.einsum("nd,nkd->nk", xn[rows], xn[index[rows]])
+        return torch.einsum("nd,nkd->nk", xn, gather_rows(xn, index))
+    return torch.einsum("nd,nkd->nk", gather_rows(xn, rows), gather_rows(xn, index[rows]))
 
 
 def inv_sqrt(deg: Tensor) -> Tensor:
@@ -109,7 +109,7 @@ def inv_sqrt(deg: Tensor) -> Tensor:
 def laplacian_values(values: Tensor, index: Tensor) -> Tensor:
     """D^{-1/2} V D^{-1/2} of the n x n matrix with rows ``values`` at ``index`` (D = row sums)."""
     d = inv_sqrt(values.sum(1))
-    return values * d.unsqueeze(1) * d[index]
+    return values * d.unsqueeze(1) * gather_rows(d, index)
 
 
 def rw_normalized_ui_graph(train: sp.csr_matrix) -> sp.csr_matrix:
@@ -194,10 +194,11 @@ class LATTICE(EmbeddingScoring, MultimodalRecommender):
         raw = [alpha[m] * cosine_at(p, i, need) for m, (p, i) in enumerate(zip(proj, idx))]
         d = inv_sqrt(sum(r.sum(1) for r in raw))
         if rows is None:
-            return alpha, [r * d.unsqueeze(1) * d[i] for r, i in zip(raw, idx)]
+            return alpha, [r * d.unsqueeze(1) * gather_rows(d, i) for r, i in zip(raw, idx)]
         full = torch.zeros(self.n_items, device=d.device, dtype=d.dtype).index_copy(0, need, d)
         pos = torch.searchsorted(need, rows)
-        return alpha, [r[pos] * d[pos].unsqueeze(1) * full[i[rows]] for r, i in zip(raw, idx)]
+        return alpha, [gather_rows(r, pos) * gather_rows(d, pos).unsqueeze(1) * gather_rows(full, i[rows])
+                       for r, i in zip(raw, idx)]
 
     def _hop(self, graph: Graph, x: Tensor, rows: Optional[Tensor]) -> List[Tensor]:
         """[S^m x restricted to ``rows``] per modality, S^m = (1-λ) L^m + λ α_m Ŝ^m; ``graph`` values for rows."""
@@ -207,8 +208,8 @@ class LATTICE(EmbeddingScoring, MultimodalRecommender):
             idx, i0, v0 = self._idx[m], self._init_idx[m], self._init_val[m]
             if rows is not None:
                 idx, i0, v0 = idx[rows], i0[rows], v0[rows]
-            part = torch.einsum("nk,nkd->nd", values, x[idx]) * (1 - lam)
-            out.append(part + torch.einsum("nk,nkd->nd", v0, x[i0]) * (lam * alpha[m]))
+            part = torch.einsum("nk,nkd->nd", values, gather_rows(x, idx)) * (1 - lam)
+            out.append(part + torch.einsum("nk,nkd->nd", v0, gather_rows(x, i0)) * (lam * alpha[m]))
         return out
 
     def _item_parts(self, rows: Optional[Tensor], graph: Optional[Graph] = None) -> List[Tensor]:
@@ -224,7 +225,7 @@ class LATTICE(EmbeddingScoring, MultimodalRecommender):
         if graph is None:
             graph = self._learned(rows)
         elif rows is not None:
-            graph = (graph[0], [v[rows] for v in graph[1]])
+            graph = (graph[0], [gather_rows(v, rows) for v in graph[1]])
         return self._hop(graph, x, rows)
 
     # ---- backbone -----------------------------------------------------------------------------------
@@ -326,12 +327,12 @@ class LATTICE(EmbeddingScoring, MultimodalRecommender):
 
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
         users_all, items_all, parts, inv = self._branches(items)
-        return (users_all[users] * (items_all[items] + sum(parts)[inv])).sum(-1)
+        return (gather_rows(users_all, users) * (gather_rows(items_all, items) + gather_rows(sum(parts), inv))).sum(-1)
 
     def modality_embeddings(self, users: Tensor, items: Tensor) -> Dict[str, Tuple[Tensor, Tensor]]:
         users_all, items_all, parts, inv = self._branches(items)
-        hu = users_all[users]
-        out = {"id": (hu, items_all[items])}
+        hu = gather_rows(users_all, users)
+        out = {"id": (hu, gather_rows(items_all, items))}
         for m, p in zip(self.modalities, parts):
-            out[m] = (hu, p[inv])
+            out[m] = (hu, gather_rows(p, inv))
         return out

@@ -44,7 +44,7 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, l2_reg
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, l2_reg, gather_rows
 from elliot.recommender.graph import propagate_mean, propagate_sum, ui_propagation_op
 from elliot.recommender.multimodal import MultimodalRecommender
 
@@ -118,7 +118,7 @@ class LightGCNM(EmbeddingScoring, MultimodalRecommender):
 
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
         user_final, item_final = self.propagate()
-        return (user_final[users] * item_final[items]).sum(-1)
+        return (gather_rows(user_final, users) * gather_rows(item_final, items)).sum(-1)
 
     def modality_embeddings(self, users: Tensor, items: Tensor) -> Dict[str, Tuple[Tensor, Tensor]]:
         k, nu = int(self.factors), self.n_users
@@ -128,8 +128,8 @@ class LightGCNM(EmbeddingScoring, MultimodalRecommender):
         blocks += [torch.cat([zeros_u, c]) for c in self._modality_inputs()]
         # one propagation of all branches side by side (propagation is linear and column-wise)
         final = propagate_mean(self.adj, torch.cat(blocks, dim=1), self.n_layers)
-        ub = final[users].view(len(users), len(blocks), k)
-        ib = final[nu + items].view(len(items), len(blocks), k)
+        ub = gather_rows(final, users).view(len(users), len(blocks), k)
+        ib = gather_rows(final, nu + items).view(len(items), len(blocks), k)
         eu, ei = ub.sum(1), ib.sum(1)
         scale = 1.0 / math.sqrt(2.0)
         out = {}

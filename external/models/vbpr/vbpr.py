@@ -53,7 +53,7 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.recommender.base import TripletBatch, bpr_loss, l2_reg, unique_index
+from elliot.recommender.base import TripletBatch, bpr_loss, l2_reg, unique_index, gather_rows
 from elliot.recommender.multimodal import MultimodalRecommender
 
 
@@ -177,8 +177,8 @@ class VBPR(MultimodalRecommender):
 
     def modality_embeddings(self, users: Tensor, items: Tensor) -> Dict[str, Tuple[Tensor, Tensor]]:
         ones = torch.ones(len(users), 1, device=self.device)
-        gu, thetas = self._user_parts(self.user_factors[users])
-        out = {"id": (torch.cat([gu, ones], 1), self.item_factors[items])}
+        gu, thetas = self._user_parts(gather_rows(self.user_factors, users))
+        out = {"id": (torch.cat([gu, ones], 1), gather_rows(self.item_factors, items))}
         for branch, theta, c in zip(self.branches, thetas, self._content(items)):
             out[branch] = (torch.cat([theta, ones], 1), c)
         return out
