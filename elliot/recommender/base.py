@@ -128,7 +128,7 @@ class EmbeddingScoring:
 
     def score(self, users: Tensor) -> Tensor:
         user_final, item_final = self._cache if self._cache is not None else self.final_embeddings()
-        return user_final[users] @ item_final.T
+        return gather_rows(user_final, users) @ item_final.T
 
 
 def gather_rows(table: Tensor, index: Tensor) -> Tensor:
