@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from elliot.errors import ConfigError
+from elliot.recommender.base import unique_index
 from elliot.training.addons import TrainingAddon
 
 MB_DEFAULTS = {"sensitive_modality": "visual", "robust_modality": "", "lambda": 0.01, "N": 20,
@@ -93,7 +94,7 @@ class ModalityBalancing(TrainingAddon):
         replacement feature matrix x^v + δ* (no gradient to anything)."""
         v = self.sensitive
         x = model.feature(v).detach()
-        uniq, inv = torch.unique(pos, return_inverse=True)
+        uniq, inv = unique_index(pos, x.shape[0])
         delta = torch.zeros(len(uniq), x.shape[1], device=x.device, dtype=x.dtype)
         for _ in range(self.steps):
             leaf = delta.clone().requires_grad_(True)

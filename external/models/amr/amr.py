@@ -132,7 +132,7 @@ class AMR(MultimodalRecommender):
         return s
 
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
-        uniq, inv = torch.unique(items, return_inverse=True)
+        uniq, inv = unique_index(items, self.n_items)
         return self._pair_scores(users, items, [gather_rows(c, inv) for c in self._rows(uniq)])
 
     def modality_embeddings(self, users: Tensor, items: Tensor) -> Dict[str, Tuple[Tensor, Tensor]]:

@@ -76,7 +76,7 @@ from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
 from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, l2_reg, unique_index, gather_rows
-from elliot.recommender.graph import scipy_to_torch, user_item_adjacency
+from elliot.recommender.graph import propagate_mean, scipy_to_torch, user_item_adjacency
 from elliot.recommender.knn import knn_graph
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.sparse import SparseOp
@@ -190,7 +190,8 @@ class LATTICE(EmbeddingScoring, MultimodalRecommender):
         rows ∪ neighbours only.  Differentiable w.r.t. W_m, b_m, w and the features."""
         alpha = torch.softmax(self.modal_weight, 0)
         proj, idx = self._projected(), self._idx
-        need = None if rows is None else torch.unique(torch.cat([rows] + [i[rows].reshape(-1) for i in idx]))
+        need = None if rows is None else unique_index(torch.cat([rows] + [i[rows].reshape(-1) for i in idx]),
+                                                      self.n_items)[0]
         raw = [alpha[m] * cosine_at(p, i, need) for m, (p, i) in enumerate(zip(proj, idx))]
         d = inv_sqrt(sum(r.sum(1) for r in raw))
         if rows is None:
@@ -233,11 +234,7 @@ class LATTICE(EmbeddingScoring, MultimodalRecommender):
         """(users, items) of the user-item backbone ``cf``, all rows."""
         ego = self.embeddings
         if self.cf == "lightgcn":
-            total = ego
-            for _ in range(int(self.n_ui_layers)):
-                ego = self.adj @ ego
-                total = total + ego
-            out = total / (int(self.n_ui_layers) + 1)
+            out = propagate_mean(self.adj, ego, int(self.n_ui_layers))
         elif self.cf == "ngcf":
             total = ego
             for gc, bi, drop in zip(self.gc, self.bi, self.drop):
@@ -252,7 +249,7 @@ class LATTICE(EmbeddingScoring, MultimodalRecommender):
     def _branches(self, items: Tensor) -> Tuple[Tensor, Tensor, List[Tensor], Tensor]:
         """(users_all, items_all, [h^m / |h|] for unique items, inverse) - the pieces of every hook."""
         users_all, items_all = self._backbone()
-        uniq, inv = torch.unique(items, return_inverse=True)
+        uniq, inv = unique_index(items, self.n_items)
         parts = self._item_parts(uniq)
         scale = 1.0 / sum(parts).norm(dim=1, keepdim=True).clamp_min(1e-12)  # F.normalize's eps
         return users_all, items_all, [p * scale for p in parts], inv
