@@ -28,6 +28,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +151,6 @@ def main() -> None:
     counts = convert(args.work)
     dataset_yaml(args.mmrec)
     runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
-    import time
     for name in args.models:
         params, config, ours = MODELS[name]
         before = our_probe(config, ours, 5)

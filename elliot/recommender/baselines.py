@@ -120,8 +120,8 @@ class LightGCN(EmbeddingScoring, Recommender):
 
     def loss(self, batch: TripletBatch) -> Tensor:
         # the batch's rows of [users; items] gathered once per table (each gather costs a zero-filled
-        # gradient of the whole table in backward; index_select's is an index_add, ~3x cheaper on CPU
-        # than advanced indexing's), and the 1/(K+1) readout applied to those rows only
+        # gradient of the whole table in backward; index_select, not [], see base.gather_rows), and the
+        # 1/(K+1) readout applied to those rows only
         n = len(batch.users)
         rows = torch.cat([batch.users, batch.pos_items + self.n_users, batch.neg_items + self.n_users])
         total = propagate_sum(self.adj, self.embedding, self.n_layers)

@@ -299,7 +299,7 @@ class LATTICE(EmbeddingScoring, MultimodalRecommender):
                 for _ in range(int(self.n_layers)):
                     h = self._frozen @ h
             i = (items_all + F.normalize(h, dim=1)).index_select(0, items)
-        u = users_all.index_select(0, batch.users)  # index_select: ~3x cheaper backward than [] on CPU
+        u = users_all.index_select(0, batch.users)
         scores = (u.repeat(2, 1) * i).sum(-1)
         reg = l2_reg(u, i, batch_size=int(self.hp.get("batch_size", n)))
         return bpr_loss(scores[:n], scores[n:]) + float(self.l_w) * reg

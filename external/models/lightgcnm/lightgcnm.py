@@ -102,8 +102,7 @@ class LightGCNM(EmbeddingScoring, MultimodalRecommender):
 
     # ---- training -----------------------------------------------------------------------------------
     def loss(self, batch: TripletBatch) -> Tensor:
-        # as LightGCN: the batch's rows gathered once (index_select, whose backward is ~3x cheaper on CPU
-        # than advanced indexing's) and the 1/(K+1) readout applied to those rows only
+        # as LightGCN: the batch's rows gathered once and the 1/(K+1) readout applied to those rows only
         ego = self._ego()
         n = len(batch.users)
         rows = torch.cat([batch.users, batch.pos_items + self.n_users, batch.neg_items + self.n_users])

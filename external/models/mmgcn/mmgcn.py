@@ -294,7 +294,6 @@ class MMGCN(EmbeddingScoring, MultimodalRecommender):
         items, i_inv = unique_index(torch.cat([batch.pos_items, batch.neg_items]), self.n_items)
         eu, ei = self._fused(*self.propagate(users, items))
         n = len(batch.users)
-        # index_select: its backward (index_add into zeros) is ~3x cheaper on CPU than advanced indexing's
         u = eu.index_select(0, u_inv)
         pos_neg = ei.index_select(0, i_inv)
         pos = (u * pos_neg[:n]).sum(-1)

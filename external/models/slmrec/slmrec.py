@@ -239,7 +239,7 @@ class SLMRec(EmbeddingScoring, MultimodalRecommender):
             else:
                 even = even + x
         if rows is not None:
-            even = even.index_select(0, rows)  # (~3x cheaper backward than [] on CPU)
+            even = even.index_select(0, rows)
             odd = odd.index_select(0, rows) if odd is not None else None
         total = (even + odd if odd is not None else even) / (n_layers + 1)
         is_user = (rows < self.n_users if rows is not None

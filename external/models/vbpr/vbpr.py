@@ -119,9 +119,8 @@ class VBPR(MultimodalRecommender):
         """Packed item side of aligned pairs (all items when ``items`` is None), ([γ_i | c_i^1 | ... | c_i^B], β_i + Σ_b β'_b · f_i), where
         c^b is branch b's (normalised) projected content, so that s(u, i) = <user row, first> + second
         with the packed user row [γ_u | θ_u^1 | ... | θ_u^B].  Also returns the gathered [γ_i | β_i]
-        (for the regulariser).  Rows are gathered with ``index_select``, whose backward (an index_add into
-        a zeroed table) is about 3x faster on CPU than advanced indexing's accumulating index_put; the
-        content is computed once per distinct item."""
+        (for the regulariser).  Rows are gathered with ``index_select`` (see ``gather_rows``); the content is
+        computed once per distinct item."""
         if items is None:
             itf, content = self.item_factors, self._content(None)
         else:  # content (feature gathers and projections) once per distinct item: ~2/3 of the rows
