@@ -157,7 +157,8 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
             epoch_bar = progress and kind == "sequential" and (spec.meta.verbose or trials.size == 1)
             sweep = run_sweep(name, trials, store, executor, ctx,
                               fingerprint=protocol_fingerprint(data_hash, exp, spec, cls),
-                              make_task=make_task_factory(name, spec, external, epoch_bar),
+                              make_task=make_task_factory(name, spec, external, epoch_bar,
+                                                          varying=[*trials.space.axes, *trials.space.spaces]),
                               restore=run.restore, progress=progress, on_change=on_change, say=say)
             outcome.trials[name], outcome.best[name] = sweep.results, sweep.best
             outcome.restored[name], outcome.ran[name] = sweep.restored, sweep.ran

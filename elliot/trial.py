@@ -5,6 +5,7 @@ other processes; a trial's outcome is a plain :class:`TrialResult`.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from elliot.dataset.dataset import Dataset
 from elliot.evaluation.evaluator import Evaluator
 from elliot.training.trainer import Trainer
+from elliot.utils.paths import file_stem
 
 
 @dataclass
@@ -85,9 +87,17 @@ def config_name(model: str, params: Dict[str, object]) -> str:
     return "_".join([base] + parts)
 
 
+def short_label(model: str, params: Dict[str, object], varying=(), limit: int = 60) -> str:
+    """Progress-bar label: the model and the values that vary across its sweep (bounded)."""
+    base = model.split(".")[-1]
+    parts = [f"{_SHORT.get(k, k)}={_format_value(params[k])}" for k in varying if k in params]
+    label = " ".join([base] + parts)
+    return label if len(label) <= limit else label[: limit - 3] + "..."
+
+
 def run_trial(ctx: TrialContext, model_name: str, model_cls, params: Dict[str, object], meta,
               defense: Optional[dict] = None, training: Optional[dict] = None, log=None,
-              save: bool = True) -> TrialResult:
+              save: bool = True, label: str = "") -> TrialResult:
     """Train and evaluate one configuration.  ``meta`` is the model's validated ``meta`` block.
 
     ``save=False`` (executors: the trial may run on another machine) keeps the history, recommendations
@@ -112,7 +122,7 @@ def run_trial(ctx: TrialContext, model_name: str, model_cls, params: Dict[str, o
                       batch_size=params.get("batch_size", 1024), seed=seed,
                       validation_rate=meta.validation_rate, validation_metric=meta.validation_metric,
                       early_stopping=_early_stopping(meta), addons=addons,
-                      progress=ctx.progress, description=name, log=log)
+                      progress=ctx.progress, description=label or short_label(model_name, params), log=log)
     fit = trainer.fit()
     test = evaluator.evaluate(model, "test")
     result = TrialResult(model=model_name, name=name, params=dict(params), selected_on=fit.selected_on,
@@ -157,9 +167,13 @@ def write_artefacts(ctx: TrialContext, result: TrialResult) -> None:
     write_history(Path(exp["path_output_rec_performance"]).parent / "history", result)
     if "recs" in artefacts:
         users, items, scores = artefacts["recs"]
-        write_recommendations(Path(exp["path_output_rec_result"]) / f"{result.name}.tsv", ctx.dataset,
+        write_recommendations(Path(exp["path_output_rec_result"]) / f"{file_stem(result.name)}.tsv", ctx.dataset,
                               users, items, scores)
     if "weights" in artefacts:
         folder = Path(exp["path_output_rec_weight"])
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save(artefacts["weights"], folder / f"{result.name}.pt")
+        path = folder / f"{file_stem(result.name)}.pt"
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"configuration": result.name, "params": result.params, "best_epoch": result.best_epoch,
+                    "state_dict": artefacts["weights"]}, tmp)
+        os.replace(tmp, path)

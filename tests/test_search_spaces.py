@@ -21,7 +21,7 @@ class Fake:
     def declared_params(cls):
         return (Param("lr", float, 0.001), Param("factors", int, 8), Param("modalities", "list[str]", ["visual"]),
                 Param("ws", "list[int]", [64]), Param("flag", bool, False), Param("agg", str, "mean"),
-                Param("seed", int, 42))
+                Param("seed", int, 42), Param("shift", float, 0.0))
 
 
 def spec(params, alg="grid", evals=None, metric="Recall@20"):
@@ -48,8 +48,8 @@ def test_uniform_and_loguniform_are_floats_in_bounds():
     assert len({p["lr"] for p in points}) > 30
     points = sample({"lr": ["loguniform", -10, -1]})  # hyperopt: exp(uniform(-10, -1))
     assert all(math.exp(-10) <= p["lr"] <= math.exp(-1) for p in points)
-    points = sample({"lr": ["normal", 0, 1]})
-    assert all(isinstance(p["lr"], float) for p in points) and len({p["lr"] for p in points}) > 30
+    points = sample({"shift": ["normal", 0, 1]})  # an unbounded parameter; lr > 0 refuses normal
+    assert all(isinstance(p["shift"], float) for p in points) and len({p["shift"] for p in points}) > 30
     points = sample({"lr": ["lognormal", 0, 1]})
     assert all(p["lr"] > 0 for p in points)
 
@@ -58,18 +58,30 @@ def test_quantised_kinds_type_int_parameters():
     points = sample({"factors": ["quniform", 1, 5, 1]})
     assert all(type(p["factors"]) is int and 1 <= p["factors"] <= 5 for p in points)
     assert {p["factors"] for p in points} == {1, 2, 3, 4, 5}
-    points = sample({"factors": ["qloguniform", 1, 4, 8]})  # multiples of 8 in [e^1, e^4]
+    points = sample({"factors": ["qloguniform", 3, 5, 8]})  # multiples of 8 in [e^3, e^5]
     assert all(type(p["factors"]) is int and p["factors"] % 8 == 0 for p in points)
-    points = sample({"factors": ["qnormal", 32, 4, 2]})
-    assert all(type(p["factors"]) is int and p["factors"] % 2 == 0 for p in points)
-    points = sample({"factors": ["qlognormal", 3, 0.5, 1]})
-    assert all(type(p["factors"]) is int and p["factors"] >= 0 for p in points)
-    points = sample({"lr": ["quniform", 0, 1, 0.25]})
-    assert {round(p["lr"], 6) for p in points} <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    points = sample({"seed": ["qnormal", 32, 4, 2]})  # unbounded kinds only for unbounded parameters
+    assert all(type(p["seed"]) is int and p["seed"] % 2 == 0 for p in points)
+    points = sample({"seed": ["qlognormal", 3, 0.5, 1]})
+    assert all(type(p["seed"]) is int and p["seed"] >= 0 for p in points)
+    points = sample({"shift": ["quniform", 0, 1, 0.25]})
+    assert {round(p["shift"], 6) for p in points} <= {0.0, 0.25, 0.5, 0.75, 1.0}
+
+
+def test_spaces_that_leave_the_parameter_domain_are_refused():
+    for space in (["qloguniform", 1, 4, 8], ["qnormal", 32, 4, 2], ["randint", 3], ["quniform", 0, 4, 1],
+                  ["uniform", 0, 8]):
+        with pytest.raises(ConfigError, match="factors"):
+            plan({"factors": space}, "rand", evals=2)
+    with pytest.raises(ConfigError, match="lr must be > 0|domain of lr"):
+        plan({"lr": ["quniform", 0, 1, 0.25]}, "rand", evals=2)
+    with pytest.raises(ConfigError, match="domain of lr"):
+        plan({"lr": ["normal", 0, 1]}, "rand", evals=2)
+    assert len(sample({"lr": ["uniform", 0, 0.01]}, n=5)) == 5  # exclusive bound never drawn
 
 
 def test_randint_one_and_two_bounds():
-    assert {p["factors"] for p in sample({"factors": ["randint", 3]})} == {0, 1, 2}
+    assert {p["seed"] for p in sample({"seed": ["randint", 3]})} == {0, 1, 2}
     points = sample({"factors": ["randint", 5, 8]})
     assert {p["factors"] for p in points} == {5, 6, 7} and all(type(p["factors"]) is int for p in points)
 
@@ -128,7 +140,7 @@ def test_grid_axes_and_list_typed_parameters():
     assert len(configs) == 12 and len({repr(sorted(c.items())) for c in configs}) == 12
     assert all(c["ws"] == [64, 32] for c in configs)  # a list for a list-typed parameter is its value
     assert configs[0] == {"lr": 0.1, "factors": 4, "modalities": ["visual"], "ws": [64, 32], "flag": False,
-                          "agg": "mean", "seed": 42}
+                          "agg": "mean", "seed": 42, "shift": 0.0}
     ws = plan({"ws": {"grid": [[64], [64, 32]]}})
     assert [c["ws"] for _, c in ws.ask(5)] == [[64], [64, 32]]
     assert ws.ask(5) == []  # exhausted

@@ -12,6 +12,22 @@ SPACE_KINDS = ("choice", "uniform", "quniform", "loguniform", "qloguniform", "no
                "qlognormal", "randint")
 
 
+#: Domains of the hyperparameter names every model shares (a user who types ``epochs: 0`` or ``factors: -3``
+#: gets an error naming the key before any data is read).  A Param may declare its own ``low`` / ``high``;
+#: these apply when it does not.  (low, high, low inclusive, high inclusive); None = unbounded.
+SHARED_DOMAINS: Dict[str, Tuple[Optional[float], Optional[float], bool, bool]] = {
+    **{n: (1, None, True, True) for n in (
+        "epochs", "batch_size", "factors", "factors_d", "factors_multimod", "n_layers", "n_ui_layers",
+        "n_mm_layers", "top_k", "knn_k", "dim_latent", "nb_iter", "pgd_steps", "ws", "num_neg")},
+    **{n: (0, None, False, True) for n in ("lr", "temp", "ssl_temp", "eps", "distill_eps", "pgd_step_size")},
+    **{n: (0, None, True, True) for n in ("l_w", "l_b", "l_e", "l_adv", "weight_decay", "ssl_alpha", "lambda",
+                                           "eps_iter", "num_routing")},
+    **{n: (0, 1, True, False) for n in ("drop", "dropout", "dropout_rate", "dl")},
+    "l_m": (0, 1, True, True),
+    "lr_decay": (0, 1, False, True),
+}
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -19,6 +35,41 @@ class Param:
     default: Any
     help: str = ""
     choices: Optional[tuple] = None
+    low: Optional[float] = None  # domain; None: SHARED_DOMAINS by name, else unbounded
+    high: Optional[float] = None
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+
+    def __post_init__(self):
+        if self.low is None and self.high is None and self.name in SHARED_DOMAINS \
+                and (self.item_type in (int, float)):
+            low, high, lo_inc, hi_inc = SHARED_DOMAINS[self.name]
+            object.__setattr__(self, "low", low)
+            object.__setattr__(self, "high", high)
+            object.__setattr__(self, "low_inclusive", lo_inc)
+            object.__setattr__(self, "high_inclusive", hi_inc)
+
+    def domain(self) -> str:
+        """Human-readable domain, e.g. ``>= 1`` or ``in [0, 1)``."""
+        if self.low is not None and self.high is not None:
+            return (f"in {'[' if self.low_inclusive else '('}{self.low:g}, {self.high:g}"
+                    f"{']' if self.high_inclusive else ')'}")
+        if self.low is not None:
+            return f"{'>=' if self.low_inclusive else '>'} {self.low:g}"
+        if self.high is not None:
+            return f"{'<=' if self.high_inclusive else '<'} {self.high:g}"
+        return "any value"
+
+    def in_domain(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return True
+        if value != value or value in (float("inf"), float("-inf")):
+            return False
+        if self.low is not None and (value < self.low or (value == self.low and not self.low_inclusive)):
+            return False
+        if self.high is not None and (value > self.high or (value == self.high and not self.high_inclusive)):
+            return False
+        return True
 
     @property
     def is_list(self) -> bool:
@@ -96,6 +147,16 @@ def _scalar(value, typ, where: str):
 
 
 def _typed(param: Param, value, where: str):
+    out = _typed_unchecked(param, value, where)
+    for v in (out if isinstance(out, list) else [out]):
+        if isinstance(v, float) and v != v or v in (float("inf"), float("-inf")):
+            raise ConfigError(f"{where}: {v!r} is not a finite number")
+        if not param.in_domain(v):
+            raise ConfigError(f"{where}: {v!r} is out of range; {param.name} must be {param.domain()}")
+    return out
+
+
+def _typed_unchecked(param: Param, value, where: str):
     if param.is_list:
         if isinstance(value, str):
             try:

@@ -16,6 +16,8 @@ from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
 
+from elliot.utils.paths import file_stem
+
 
 def _atomic_write(path: Path, text: str) -> None:
     path = Path(path)
@@ -87,7 +89,7 @@ def write_history(folder, result) -> Path:
     for row in result.history:
         keys.extend(k for k in row if k not in keys)
     lines = ["\t".join(keys)] + ["\t".join(_fmt(row.get(k, "")) for k in keys) for row in result.history]
-    path = Path(folder) / f"{result.name}.tsv"
+    path = Path(folder) / f"{file_stem(result.name)}.tsv"
     _atomic_write(path, "\n".join(lines) + "\n")
     return path
 

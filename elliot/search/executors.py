@@ -1,7 +1,7 @@
 """Where trials run: in this process (default), in local worker processes, or on a Ray cluster.
 
 Every executor takes the same :class:`TrialTask` list and yields :class:`TrialOutcome` as each trial
-finishes; only the parent process writes files (artefacts, then the trial's record), so the trials file
+finishes; only the parent process writes files (the trial's record, then its artefacts), so the trials file
 and the result layout are the same whichever executor ran the trials.  A trial's numbers depend only on
 its parameters and seed, never on the executor: the parallel executors give the same per-trial metrics
 as the sequential one.
@@ -37,6 +37,7 @@ class TrialTask:
     training: Optional[dict] = None
     external: Optional[str] = None  # experiment.external_models_path
     epoch_bar: bool = False
+    label: str = ""  # short progress label: the model and the values that vary across its sweep
 
 
 @dataclass
@@ -60,7 +61,8 @@ def execute(ctx, task: TrialTask) -> TrialOutcome:
     start = time.perf_counter()
     try:
         result = run_trial(trial_ctx, task.model, cls, task.params, task.meta, defense=task.defense,
-                           training=task.training, log=lines.append, save=False)
+                           training=task.training, log=lines.append, save=False,
+                           label=task.label)
     except TrainingDiverged as exc:  # a hyperparameter problem: recorded, the sweep goes on
         return TrialOutcome(task, None, str(exc), time.perf_counter() - start, lines)
     return TrialOutcome(task, result, None, time.perf_counter() - start, lines)

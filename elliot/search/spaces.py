@@ -13,6 +13,8 @@ is typed by the same rules as a YAML value, so a trial's parameters are always t
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any, Dict, List, Sequence
 
 from elliot.config.params import Param, SearchSpace, type_value
@@ -67,6 +69,9 @@ def validate(param: Param, space: SearchSpace, loc: str) -> Dict[str, Any]:
         low, high = (0, int(bounds[0])) if len(bounds) == 1 else (int(bounds[0]), int(bounds[1]))
         if high <= low:
             raise ConfigError(f"{loc}: randint needs low < upper, got {list(space.args)}")
+        if not param.in_domain(low) or not param.in_domain(high - 1):
+            raise ConfigError(f"{loc}: [randint, {', '.join(map(str, space.args))}] draws {low}..{high - 1}, outside "
+                              f"the domain of {param.name} ({param.domain()})")
         return {"kind": "randint", "args": [low, high]}
     names = SIGNATURES[kind]
     if len(space.args) != len(names):
@@ -80,6 +85,22 @@ def validate(param: Param, space: SearchSpace, loc: str) -> Dict[str, Any]:
         raise ConfigError(f"{loc}: {kind} needs sigma > 0, got {values['sigma']}")
     if "q" in values and values["q"] <= 0:
         raise ConfigError(f"{loc}: {kind} needs q > 0, got {values['q']}")
+    if kind in ("uniform", "quniform", "loguniform", "qloguniform"):
+        low, high = (values["low"], values["high"]) if kind in ("uniform", "quniform") else (
+            (math.exp(values["low"]), math.exp(values["high"])))
+        if "q" in values:  # hyperopt rounds: round(x / q) * q can fall below low
+            low, high = round(low / values["q"]) * values["q"], round(high / values["q"]) * values["q"]
+        elif kind == "uniform" and not param.low_inclusive:
+            low = low + 1e-12  # uniform never draws its bound exactly
+        if not param.in_domain(low) or not param.in_domain(high):
+            raise ConfigError(f"{loc}: [{kind}, {', '.join(map(str, space.args))}] reaches outside the domain of "
+                              f"{param.name} ({param.domain()})")
+    if kind in ("normal", "qnormal") and (param.low is not None or param.high is not None):
+        raise ConfigError(f"{loc}: [{kind}, {', '.join(map(str, space.args))}] is unbounded and can draw values outside "
+                          f"the domain of {param.name} ({param.domain()}); use uniform, loguniform or lognormal")
+    if kind in ("lognormal", "qlognormal") and (param.high is not None or (param.low or 0) > 0):
+        raise ConfigError(f"{loc}: [{kind}, ...] is unbounded above and can leave the domain of {param.name} "
+                          f"({param.domain()}); use uniform or loguniform")
     if param.item_type is int and (kind not in INT_KINDS or values["q"] != int(values["q"])):
         raise ConfigError(f"{loc}: the int parameter '{param.name}' needs randint, choice or a q-kind with an "
                           f"integer q (e.g. [quniform, 1, 5, 1]), not [{kind}, {', '.join(map(str, space.args))}]")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 from tqdm.auto import tqdm
 
@@ -19,6 +19,10 @@ from elliot.search.executors import TrialTask
 from elliot.search.store import (TrialStore, per_user_bytes, record_to_result, result_to_record, trial_key)
 
 logger = logging.getLogger("elliot")
+
+
+class ResultsWriteError(ElliotError):
+    """A result file could not be written after its trial was stored."""
 
 
 class SweepDiverged(ElliotError):
@@ -115,10 +119,18 @@ def run_sweep(name: str, plan, store: TrialStore, executor, ctx, *, fingerprint:
                     say(f"warning: {outcome.error}")
                 else:
                     result = outcome.result
-                    write_artefacts(ctx, result)  # history / recs / weights first: the record commits the trial
+                    # the record first: a file that cannot be written (a full disk, a name the filesystem
+                    # refuses) must never cost the finished trial
                     store.append(result_to_record(result, key, fingerprint, wall_seconds=outcome.seconds),
                                  per_user_bytes(result))
                     resolved[key] = result
+                    try:
+                        write_artefacts(ctx, result)
+                    except OSError as exc:
+                        raise ResultsWriteError(
+                            f"{name}: trial {result.name[:80]} finished and is stored in {store.path}, but writing "
+                            f"its history/recs/weights failed: {exc.strerror or exc} ({exc.filename}); fix the "
+                            "folder and rerun the config: the trial is reused, not trained again") from None
                     logger.info("trial %s finished in %.1f s: validation %s %.4f (best epoch %d)", result.name,
                                 outcome.seconds, metric, plan.validation_score(result), result.best_epoch)
                 out.ran += 1
@@ -142,8 +154,12 @@ def run_sweep(name: str, plan, store: TrialStore, executor, ctx, *, fingerprint:
     return out
 
 
-def make_task_factory(name: str, spec, external: Optional[str], epoch_bar: bool) -> Callable:
+def make_task_factory(name: str, spec, external: Optional[str], epoch_bar: bool,
+                      varying: Sequence[str] = ()) -> Callable:
+    from elliot.trial import short_label
+
     def make(params, key) -> TrialTask:
         return TrialTask(model=name, params=params, key=key, meta=spec.meta, defense=spec.defense,
-                         training=spec.training, external=external, epoch_bar=epoch_bar)
+                         training=spec.training, external=external, epoch_bar=epoch_bar,
+                         label=short_label(name, params, varying))
     return make
