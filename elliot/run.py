@@ -45,14 +45,16 @@ class Execution:
     kind: str  # sequential | process | ray
     n_jobs: int
     address: Optional[str]
-    restore: bool
+    reuse: bool  # finished trials in the trials file are reused
 
 
 def _execution(meta, exp: dict, where: str) -> Execution:
     n_jobs = meta.n_jobs if meta.n_jobs is not None else exp.get("n_jobs")
     kind = meta.executor or exp.get("executor")
     address = meta.ray_address or exp.get("ray_address")
-    restore = meta.restore if meta.restore is not None else exp.get("restore")
+    reuse = meta.reuse_trials if meta.reuse_trials is not None else exp.get("reuse_trials")
+    if meta.restore:  # Elliot's restore: evaluate the saved weights now, never a stored record
+        reuse = False
     if kind is None:
         kind = "process" if resolve_n_jobs(n_jobs) > 1 else "sequential"
     if kind == "sequential":
@@ -65,7 +67,7 @@ def _execution(meta, exp: dict, where: str) -> Execution:
         from elliot.search.executors import _ray_module
 
         _ray_module(where)  # a missing optional dependency is said before any data is read
-    return Execution(kind, n, address, True if restore is None else bool(restore))
+    return Execution(kind, n, address, True if reuse is None else bool(reuse))
 
 
 def _setup_logging(folder: Path, timestamp: str) -> Path:
@@ -159,7 +161,7 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
                               fingerprint=protocol_fingerprint(data_hash, exp, spec, cls),
                               make_task=make_task_factory(name, spec, external, epoch_bar,
                                                           varying=[*trials.space.axes, *trials.space.spaces]),
-                              restore=run.restore, progress=progress, on_change=on_change, say=say)
+                              restore=run.reuse, progress=progress, on_change=on_change, say=say)
             outcome.trials[name], outcome.best[name] = sweep.results, sweep.best
             outcome.restored[name], outcome.ran[name] = sweep.restored, sweep.ran
             summary = (f"{name}: {sweep.evaluations} trial(s), {sweep.restored} restored from {store.path}, "

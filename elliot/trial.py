@@ -122,8 +122,12 @@ def run_trial(ctx: TrialContext, model_name: str, model_cls, params: Dict[str, o
                       batch_size=params.get("batch_size", 1024), seed=seed,
                       validation_rate=meta.validation_rate, validation_metric=meta.validation_metric,
                       early_stopping=_early_stopping(meta), addons=addons,
-                      progress=ctx.progress, description=label or short_label(model_name, params), log=log)
-    fit = trainer.fit()
+                      progress=ctx.progress, description=label or short_label(model_name, params), log=log,
+                      optimize_internal_loss=getattr(meta, "optimize_internal_loss", False))
+    if getattr(meta, "restore", False):
+        fit = _restore_weights(ctx, model, name, trainer, log)
+    else:
+        fit = trainer.fit()
     test = evaluator.evaluate(model, "test")
     result = TrialResult(model=model_name, name=name, params=dict(params), selected_on=fit.selected_on,
                          best_epoch=fit.best_epoch, epochs_run=fit.epochs_run,
@@ -139,6 +143,32 @@ def run_trial(ctx: TrialContext, model_name: str, model_cls, params: Dict[str, o
     if save:
         write_artefacts(ctx, result)
     return result
+
+
+def weights_path(ctx: TrialContext, name: str) -> Path:
+    return Path(ctx.experiment["path_output_rec_weight"]) / f"{file_stem(name)}.pt"
+
+
+def _restore_weights(ctx: TrialContext, model, name: str, trainer: Trainer, log):
+    """Elliot's ``meta.restore: true``: load ``weights/<configuration>.pt`` (written by ``save_weights``)
+    instead of training, then evaluate as if the loaded epoch had been selected."""
+    from elliot.errors import DataError
+    from elliot.training.trainer import TrainingResult
+
+    path = weights_path(ctx, name)
+    if not path.exists():
+        raise DataError(f"meta.restore: true, but there are no saved weights for {name[:80]} at {path}; run it once "
+                        "with meta.save_weights: true (and restore: false)")
+    try:
+        saved = torch.load(path, map_location=model.device, weights_only=True)
+        model.load_state_dict(saved["state_dict"])
+    except Exception as exc:  # a file of another model / configuration, or a truncated one
+        raise DataError(f"meta.restore: cannot load {path} into {name[:80]}: {str(exc).splitlines()[0]}") from None
+    log(f"{name}: weights restored from {path} (epoch {saved.get('best_epoch')}); not trained")
+    validation = trainer._validate() if ctx.dataset.has_validation else {}
+    return TrainingResult(best_epoch=int(saved.get("best_epoch") or 0),
+                          selected_on="restored" if not validation else "validation", best_validation=validation,
+                          history=[], epochs_run=0)
 
 
 def _early_stopping(meta) -> Optional[dict]:
@@ -170,9 +200,8 @@ def write_artefacts(ctx: TrialContext, result: TrialResult) -> None:
         write_recommendations(Path(exp["path_output_rec_result"]) / f"{file_stem(result.name)}.tsv", ctx.dataset,
                               users, items, scores)
     if "weights" in artefacts:
-        folder = Path(exp["path_output_rec_weight"])
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{file_stem(result.name)}.pt"
+        path = weights_path(ctx, result.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         torch.save({"configuration": result.name, "params": result.params, "best_epoch": result.best_epoch,
                     "state_dict": artefacts["weights"]}, tmp)

@@ -191,7 +191,7 @@ def test_restore_false_reruns_and_config_errors(tmp_path, data):
     models = {"BPRMF": bprmf(factors=[4, 8])}
     config = make_config(tmp_path, data, models)
     first = run_experiment(config, progress=False)
-    rerun = run_experiment(config, overrides={"experiment.models.BPRMF.meta.restore": False}, progress=False)
+    rerun = run_experiment(config, overrides={"experiment.models.BPRMF.meta.reuse_trials": False}, progress=False)
     assert rerun.ran["BPRMF"] == 2 and rerun.restored["BPRMF"] == 0
     assert [t.test for t in rerun.trials["BPRMF"]] == [t.test for t in first.trials["BPRMF"]]
     bad = {"experiment.models.BPRMF.meta.executor": "proces"}

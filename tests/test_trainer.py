@@ -60,8 +60,13 @@ def test_no_validation_uses_last_epoch():
 
 def test_early_stopping_stops():
     ds = random_dataset()
-    _, fit, _ = _train(BPRMF, ds, epochs=50, lr=0.0, early={"patience": 2})  # lr 0: never improves
+    _, fit, _ = _train(BPRMF, ds, epochs=50, lr=0.0, early={"patience": 2, "rule": "best"})  # lr 0: flat
     assert fit.stopped_early and fit.epochs_run == 3
+    # Elliot's rule: a flat metric is "not improving" only with min_delta (equal is not worse)
+    _, fit, _ = _train(BPRMF, ds, epochs=50, lr=0.0, early={"patience": 2, "min_delta": 0.0})
+    assert fit.stopped_early and fit.epochs_run == 3
+    _, fit, _ = _train(BPRMF, ds, epochs=8, lr=0.0, early={"patience": 2})
+    assert not fit.stopped_early and fit.epochs_run == 8
 
 
 def test_mostpop_needs_no_training():
@@ -118,3 +123,22 @@ def test_bprmf_sparse_grad_updates_only_batch_rows_and_learns():
     assert sparse.get("Recall", 10) > untrained.get("Recall", 10)
     _, _, again = _train(BPRMF, ds, epochs=15, lr=0.05, sparse_grad=True)
     assert again.values == sparse.values
+
+
+def test_early_stopping_rules_on_sequences():
+    from elliot.training.early_stopping import EarlyStopping
+
+    def stops_at(values, **kw):
+        es = EarlyStopping(**kw)
+        return next((n + 1 for n, v in enumerate(values) if es.update(v)), None)
+
+    # Elliot: each of the last `patience` checks worse than the one before it
+    assert stops_at([0.1, 0.2, 0.19, 0.18, 0.3], patience=2, monitor="Recall@10") == 4
+    wobbly = [0.1, 0.2, 0.19, 0.195, 0.18, 0.199]
+    assert stops_at(wobbly, patience=2, monitor="Recall@10") is None  # oscillates below the best: never stops
+    assert stops_at(wobbly, patience=2, monitor="Recall@10", rule="best") == 4
+    assert stops_at([0.1, 0.2, 0.2005, 0.201], patience=2, monitor="Recall@10", min_delta=0.001) == 4
+    assert stops_at([0.1, 0.2, 0.2005, 0.201], patience=2, monitor="Recall@10", rel_delta=0.01) == 4
+    assert stops_at([0.01, 0.02, 0.03], patience=1, monitor="Recall@10", baseline=0.05) == 2  # below baseline
+    assert stops_at([5.0, 4.0, 4.5, 4.6], patience=2, monitor="loss") == 4  # loss: mode auto = min
+    assert stops_at([0.1, 0.05, 0.01], patience=0, monitor="Recall@10") is None  # Elliot's patience 0: never

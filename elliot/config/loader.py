@@ -11,6 +11,7 @@ import yaml
 from elliot.config.schema import (DATA_KEYS, EVAL_KEYS, EXPERIMENT_KEYS, IGNORED_ELLIOT_KEYS, LOADERS, PREFILTERS,
                                   SPLIT_STRATEGIES, ModelSpec, check_keys, metric_name, parse_execution,
                                   parse_meta)
+from elliot.config import elliot_compat
 from elliot.errors import ConfigError, unknown_name
 
 
@@ -76,26 +77,38 @@ class _Resolver:
         return str(p)
 
     def experiment(self, exp: dict) -> ExperimentConfig:
-        check_keys(exp, EXPERIMENT_KEYS | IGNORED_ELLIOT_KEYS, "experiment", self.file)
-        for key in IGNORED_ELLIOT_KEYS & set(exp):
-            warnings.warn(f"{self.file}: experiment.{key} is an Elliot option not implemented here; ignored")
+        if "restore" in exp:
+            raise self.err("experiment.restore: reusing finished trials is experiment.reuse_trials (true by default); "
+                           "Elliot's meta.restore (in a model's meta) loads saved weights instead of training")
+        check_keys(exp, EXPERIMENT_KEYS | set(IGNORED_ELLIOT_KEYS), "experiment", self.file)
+        for key in set(IGNORED_ELLIOT_KEYS) & set(exp):
+            warnings.warn(f"{self.file}: experiment.{key} is accepted and not used: {IGNORED_ELLIOT_KEYS[key]}")
         if not isinstance(exp.get("dataset"), (str, int)):
             raise self.err("experiment.dataset is required (the dataset name, used for {0} and results/<dataset>)")
         self.dataset = str(exp["dataset"])
         out: Dict[str, Any] = {"dataset": self.dataset, "random_seed": self._int(exp, "random_seed", 42, "experiment"),
                                "binarize": self._bool(exp, "binarize", False, "experiment")}
-        out["data_config"] = self.data_config(exp.get("data_config"))
+        out["backend"] = elliot_compat.check_backend(exp.get("backend", "pytorch"), self.file)
+        out["version"] = None if exp.get("version") is None else str(exp["version"])
+        for key in ("config_test", "print_results_as_triplets"):
+            out[key] = self._bool(exp, key, False, "experiment")
+        align = self._bool(exp, "align_side_with_train", True, "experiment")
+        out["data_config"] = self.data_config(exp.get("data_config"), align)
         out["prefiltering"] = self.prefiltering(exp.get("prefiltering"))
         out["splitting"] = self.splitting(exp.get("splitting"), out["data_config"])
-        out["evaluation"] = self.evaluation(exp.get("evaluation") or {})
+        top_k = exp.get("top_k")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise self.err(f"experiment.top_k: {top_k!r} must be a positive integer (the length of every list)")
+        out["evaluation"] = self.evaluation(exp.get("evaluation") or {}, top_k)
         cutoffs = out["evaluation"]["cutoffs"]
-        out["top_k"] = self._int(exp, "top_k", max(cutoffs), "experiment")
+        out["top_k"] = max(cutoffs) if top_k is None else top_k
         if out["top_k"] < max(cutoffs):
             raise self.err(f"experiment.top_k ({out['top_k']}) must be >= the largest cutoff ({max(cutoffs)})")
+        out["negative_sampling"] = self.negative_sampling(exp.get("negative_sampling"))
         out["gpu"] = self._int(exp, "gpu", -1, "experiment")
         execution: Dict[str, Any] = {}  # defaults for every model's meta (trial execution and resume)
         parse_execution(exp, execution, "experiment", self.file)
-        out.update({key: execution.get(key) for key in ("n_jobs", "executor", "ray_address", "restore")})
+        out.update({key: execution.get(key) for key in ("n_jobs", "executor", "ray_address", "reuse_trials")})
         out["external_models_path"] = (self.path(exp["external_models_path"], "experiment.external_models_path")
                                        if exp.get("external_models_path") else None)
         results = self.base.parent / "results" / self.dataset
@@ -111,9 +124,9 @@ class _Resolver:
         metrics = out["evaluation"]["simple_metrics"]
         for name, block in models.items():
             where = f"experiment.models.{name}"
-            block = dict(block or {})
-            if not isinstance(block, dict):
-                raise self.err(f"{where} must be a mapping of hyperparameters")
+            if block is not None and not isinstance(block, dict):
+                raise self.err(f"{where} must be a mapping of hyperparameters, got {block!r}")
+            block = elliot_compat.move_early_stopping(dict(block or {}), where, self.file)
             meta = parse_meta(block.pop("meta", None), cutoffs, metrics, f"{where}.meta", self.file)
             specs[str(name)] = ModelSpec(str(name), meta, params=block, defense=block.pop("defense", None),
                                          training=block.pop("training", None))
@@ -126,21 +139,48 @@ class _Resolver:
             raise self.err(f"{where}.{key}: {value!r} is not an integer")
         return value
 
+    def _positive(self, block, key, default, where):
+        value = self._int(block, key, default, where)
+        if value < 1:
+            raise self.err(f"{where}.{key}: {value!r} must be a positive integer")
+        return value
+
+    def negative_sampling(self, ns):
+        if ns is None:
+            return None
+        return ns  # parsed with the evaluator's sampled-metrics support
+
     def _bool(self, block, key, default, where):
         value = block.get(key, default)
         if not isinstance(value, bool):
             raise self.err(f"{where}.{key}: {value!r} is not true/false")
         return value
 
-    def data_config(self, dc) -> dict:
+    def data_config(self, dc, align_side_with_train: bool = True) -> dict:
         where = "experiment.data_config"
         if dc is None:
             raise self.err(f"{where} is required")
         check_keys(dc, DATA_KEYS, where, self.file)
-        strategies = ("fixed", "dataset", "mmrec")
+        dc = dict(dc)
+        loader = dc.pop("dataloader", None)
+        if loader not in (None, "DataSetLoader"):
+            raise self.err(f"{where}.dataloader: {loader!r}: only Elliot's DataSetLoader (interactions + "
+                           "side_information) exists here; knowledge-graph loaders feed models this project lacks")
+        strategies = ("fixed", "dataset", "mmrec", "hierarchy")
         strategy = dc.get("strategy")
         if strategy not in strategies:
             raise self.err(f"{where}.strategy: {unknown_name('strategy', strategy, strategies)}")
+        if strategy == "hierarchy":
+            if not dc.get("root_folder"):
+                raise self.err(f"{where}.root_folder is required with strategy 'hierarchy'")
+            paths, notes = elliot_compat.hierarchy_paths(self.path(dc["root_folder"], f"{where}.root_folder"),
+                                                         self.file)
+            for note in notes:
+                warnings.warn(f"{self.file}: {note}")
+            dc.update({k: v for k, v in paths.items() if v})
+            strategy = dc["strategy"] = "fixed"
+        if "missing_features" not in dc and not align_side_with_train:
+            dc["missing_features"] = "zeros"  # Elliot's align_side_with_train: false keeps featureless items
         out = {"strategy": strategy, "header": dc.get("header"), "separator": dc.get("separator", "\t"),
                "train_path": None, "validation_path": None, "test_path": None, "dataset_path": None}
         required = {"fixed": ["train_path", "test_path"], "dataset": ["dataset_path"], "mmrec": ["dataset_path"]}
@@ -166,6 +206,10 @@ class _Resolver:
             loc = f"{where}[{n}]"
             if not isinstance(entry, dict) or "dataloader" not in entry:
                 raise self.err(f"{loc} needs a 'dataloader' ({', '.join(LOADERS)})")
+            notes: list = []
+            entry = elliot_compat.normalise_loader_entry(entry, loc, self.file, notes)
+            for note in notes:
+                warnings.warn(f"{self.file}: {note}")
             loader = entry["dataloader"]
             if loader not in LOADERS:
                 raise self.err(unknown_name("dataloader", loader, LOADERS, where=loc))
@@ -199,6 +243,13 @@ class _Resolver:
             for key in needed:
                 if key not in step:
                     raise self.err(f"{loc}: strategy '{step['strategy']}' needs '{key}'")
+                value = step[key]
+                if key in ("core", "rounds") or step["strategy"] == "cold_users":
+                    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                        raise self.err(f"{loc}.{key}: {value!r} must be a positive integer")
+                elif value != "average" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                             or value != value):
+                    raise self.err(f"{loc}.{key}: {value!r} must be a number (or 'average' for global_threshold)")
             out.append(dict(step))
         return out
 
@@ -225,6 +276,9 @@ class _Resolver:
                 raise self.err(f"{loc}.folds: cross-validation is not supported; use a hold-out (folds: 1)")
             if block["strategy"] != "fixed_timestamp" and (("test_ratio" in block) == ("leave_n_out" in block)):
                 raise self.err(f"{loc}: give exactly one of test_ratio or leave_n_out")
+            n_out = block.get("leave_n_out")
+            if n_out is not None and (isinstance(n_out, bool) or not isinstance(n_out, int) or n_out < 1):
+                raise self.err(f"{loc}.leave_n_out: {n_out!r} must be a positive integer")
             ratio = block.get("test_ratio")
             if ratio is not None and not (isinstance(ratio, (int, float)) and 0 < float(ratio) < 1):
                 raise self.err(f"{loc}.test_ratio: {ratio!r} must be a number in (0, 1)")
@@ -232,10 +286,10 @@ class _Resolver:
                          "leave_n_out": block.get("leave_n_out"), "timestamp": block.get("timestamp")}
         return out
 
-    def evaluation(self, ev) -> dict:
+    def evaluation(self, ev, top_k=None) -> dict:
         where = "experiment.evaluation"
         check_keys(ev, EVAL_KEYS, where, self.file)
-        cutoffs = ev.get("cutoffs", [10])
+        cutoffs = ev.get("cutoffs", [top_k or 10])  # Elliot: cutoffs default to [top_k]
         cutoffs = [cutoffs] if not isinstance(cutoffs, list) else cutoffs
         if not cutoffs or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in cutoffs):
             raise self.err(f"{where}.cutoffs: {ev.get('cutoffs')!r} must be a positive integer or a list of them")
@@ -252,7 +306,7 @@ class _Resolver:
                "simple_metrics": list(dict.fromkeys(metric_name(m, f"{where}.simple_metrics", self.file)
                                                     for m in metrics)),
                "relevance_threshold": float(threshold),
-               "batch_size": self._int(ev, "batch_size", 1024, where),
+               "batch_size": self._positive(ev, "batch_size", 1024, where),
                "attacks": list(ev.get("attacks") or [])}
         for key, default in (("paired_ttest", False), ("wilcoxon_test", False), ("mask_validation_in_test", True)):
             out[key] = self._bool(ev, key, default, where)

@@ -24,6 +24,7 @@ SHARED_DOMAINS: Dict[str, Tuple[Optional[float], Optional[float], bool, bool]] =
                                            "eps_iter", "num_routing")},
     **{n: (0, 1, True, False) for n in ("drop", "dropout", "dropout_rate", "dl")},
     "l_m": (0, 1, True, True),
+    "lr_sched": (0, None, False, True),
     "lr_decay": (0, 1, False, True),
 }
 
@@ -39,6 +40,7 @@ class Param:
     high: Optional[float] = None
     low_inclusive: bool = True
     high_inclusive: bool = True
+    lengths: Optional[tuple] = None  # allowed lengths of a list-typed value (None: any)
 
     def __post_init__(self):
         if self.low is None and self.high is None and self.name in SHARED_DOMAINS \
@@ -148,6 +150,9 @@ def _scalar(value, typ, where: str):
 
 def _typed(param: Param, value, where: str):
     out = _typed_unchecked(param, value, where)
+    if param.lengths is not None and isinstance(out, list) and len(out) not in param.lengths:
+        raise ConfigError(f"{where}: {value!r} has {len(out)} value(s); {param.name} takes "
+                          f"{' or '.join(str(n) for n in param.lengths)} ({param.help})")
     for v in (out if isinstance(out, list) else [out]):
         if isinstance(v, float) and v != v or v in (float("inf"), float("-inf")):
             raise ConfigError(f"{where}: {v!r} is not a finite number")

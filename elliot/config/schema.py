@@ -9,10 +9,15 @@ from elliot.errors import ConfigError, did_you_mean, unknown_name
 EXPERIMENT_KEYS = {"version", "dataset", "random_seed", "data_config", "prefiltering", "binarize", "splitting",
                    "top_k", "evaluation", "gpu", "external_models_path", "path_output_rec_result",
                    "path_output_rec_weight", "path_output_rec_performance", "path_log_folder", "models",
-                   "n_jobs", "executor", "ray_address", "restore"}
-IGNORED_ELLIOT_KEYS = {"print_results_as_triplets", "align_side_with_train", "path_log_level", "path_output_rec_hr"}
+                   "n_jobs", "executor", "ray_address", "reuse_trials", "backend", "config_test",
+                   "print_results_as_triplets", "align_side_with_train", "negative_sampling"}
+#: Elliot keys accepted and not used, each with the reason said in the log
+IGNORED_ELLIOT_KEYS = {
+    "path_logger_config": "Elliot's logging layout file is not read; the log goes to path_log_folder",
+    "path_log_level": "the log level is INFO; warnings also go to the console",
+}
 DATA_KEYS = {"strategy", "train_path", "validation_path", "test_path", "dataset_path", "header", "separator",
-             "side_information", "missing_features", "root_folder"}
+             "side_information", "missing_features", "root_folder", "dataloader"}
 EVAL_KEYS = {"cutoffs", "simple_metrics", "complex_metrics", "relevance_threshold", "paired_ttest",
              "wilcoxon_test", "mask_validation_in_test", "batch_size", "attacks"}
 LOADERS = {"VisualAttribute": ("visual_features", "visual"), "TextualAttribute": ("textual_features", "textual"),
@@ -43,20 +48,15 @@ def metric_name(name: str, where: str, file: str) -> str:
 
 
 @dataclass
-class EarlyStopping:
-    patience: int
-    min_delta: float = 0.0
-    mode: str = "auto"
-
-
-@dataclass
 class Meta:
     validation_rate: int = 1
     validation_metric: str = ""
-    save_weights: bool = False
+    save_weights: bool = False  # write the kept epoch's weights to path_output_rec_weight/<configuration>.pt
     save_recs: bool = False
     verbose: bool = False
-    restore: Optional[bool] = None  # None: finished trials in the trials file are reused (false re-runs them)
+    restore: bool = False  # Elliot's meaning: load the saved weights instead of training
+    reuse_trials: Optional[bool] = None  # None: finished trials in the trials file are reused (false re-runs them)
+    optimize_internal_loss: bool = False  # Elliot: keep the epoch with the lowest training loss
     hyper_opt_alg: str = "grid"
     hyper_max_evals: Optional[int] = None
     early_stopping: Optional[Dict[str, Any]] = None
@@ -70,7 +70,66 @@ class Meta:
 
 
 META_TYPES = {"validation_rate": int, "save_weights": bool, "save_recs": bool, "verbose": bool,
-              "eval_perturbations": bool}
+              "eval_perturbations": bool, "restore": bool, "optimize_internal_loss": bool}
+EARLY_STOPPING_KEYS = ("patience", "monitor", "mode", "min_delta", "rel_delta", "baseline", "verbose", "rule")
+
+
+def _typed_flag(raw: dict, key: str, typ, where: str, file: str):
+    value = raw[key]
+    if typ is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"  # Elliot reads meta through SimpleNamespace: strings slip through
+    if typ is bool and not isinstance(value, bool) or typ is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{file}: {where}.{key}: {value!r} is not a valid {typ.__name__}")
+    return value
+
+
+def metric_at(value, cutoffs: List[int], metrics: List[str], where: str, file: str) -> str:
+    """``Name@k`` (``@k`` optional: the first cutoff) -> canonical ``Name@k``; the name must be evaluated."""
+    name, sep, k = str(value).partition("@")
+    if not sep:
+        k = str(cutoffs[0])
+    name = metric_name(name, where, file)
+    if not k.isdigit() or int(k) not in cutoffs:
+        raise ConfigError(f"{file}: {where}: cutoff '{k}' of '{value}' is not one of evaluation.cutoffs {cutoffs}")
+    return f"{name}@{int(k)}"
+
+
+def parse_early_stopping(es, cutoffs: List[int], metrics: List[str], validation_metric: str, where: str,
+                         file: str) -> Dict[str, Any]:
+    """Elliot's ``early_stopping`` block, checked; see :mod:`elliot.training.early_stopping`."""
+    check_keys(es, EARLY_STOPPING_KEYS, where, file)
+    out: Dict[str, Any] = {"patience": es.get("patience", 0), "monitor": validation_metric, "mode": "auto",
+                           "min_delta": None, "rel_delta": None, "baseline": None, "verbose": False, "rule": "elliot"}
+    if isinstance(out["patience"], bool) or not isinstance(out["patience"], int) or out["patience"] < 0:
+        raise ConfigError(f"{file}: {where}.patience: {out['patience']!r} must be an integer >= 0 "
+                          "(validation checks without improvement)")
+    if es.get("monitor") is not None:
+        monitor = str(es["monitor"])
+        out["monitor"] = "loss" if monitor.lower() == "loss" else metric_at(monitor, cutoffs, metrics,
+                                                                            f"{where}.monitor", file)
+    mode = es.get("mode", "auto")
+    if mode not in ("auto", "min", "max"):
+        raise ConfigError(f"{file}: {where}.mode: {mode!r}{did_you_mean(str(mode), ('auto', 'min', 'max'))}; "
+                          "valid: auto, min, max")
+    out["mode"] = mode
+    for key in ("min_delta", "rel_delta", "baseline"):
+        if es.get(key) is not None:
+            value = es[key]
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{file}: {where}.{key}: {value!r} is not a number") from None
+            if key != "baseline" and not value >= 0:
+                raise ConfigError(f"{file}: {where}.{key}: {value!r} must be >= 0")
+            out[key] = value
+    if "verbose" in es:
+        out["verbose"] = _typed_flag(es, "verbose", bool, where, file)
+    rule = es.get("rule", "elliot")
+    if rule not in ("elliot", "best"):
+        raise ConfigError(f"{file}: {where}.rule: {rule!r}{did_you_mean(str(rule), ('elliot', 'best'))}; valid: "
+                          "elliot (Elliot's consecutive checks), best (no improvement on the best value)")
+    out["rule"] = rule
+    return out
 
 
 def parse_meta(raw: Optional[dict], cutoffs: List[int], metrics: List[str], where: str, file: str) -> Meta:
@@ -79,21 +138,11 @@ def parse_meta(raw: Optional[dict], cutoffs: List[int], metrics: List[str], wher
     meta = Meta()
     for key, typ in META_TYPES.items():
         if key in raw:
-            value = raw[key]
-            if typ is bool and not isinstance(value, bool) or typ is int and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"{file}: {where}.{key}: {value!r} is not a valid {typ.__name__}")
-            setattr(meta, key, value)
+            setattr(meta, key, _typed_flag(raw, key, typ, where, file))
     if meta.validation_rate < 1:
         raise ConfigError(f"{file}: {where}.validation_rate must be >= 1, got {meta.validation_rate}")
-    vm = raw.get("validation_metric", f"{metrics[0]}@{cutoffs[0]}")
-    name, sep, k = str(vm).partition("@")
-    if not sep:
-        k = str(cutoffs[0])
-    name = metric_name(name, f"{where}.validation_metric", file)
-    if not k.isdigit() or int(k) not in cutoffs:
-        raise ConfigError(f"{file}: {where}.validation_metric: cutoff '{k}' of '{vm}' is not one of "
-                          f"evaluation.cutoffs {cutoffs}")
-    meta.validation_metric = f"{name}@{int(k)}"
+    meta.validation_metric = metric_at(raw.get("validation_metric", f"{metrics[0]}@{cutoffs[0]}"), cutoffs,
+                                       metrics, f"{where}.validation_metric", file)
     alg = raw.get("hyper_opt_alg", "grid")
     if alg not in HYPER_ALGS:
         raise ConfigError(f"{file}: {where}.hyper_opt_alg: '{alg}'{did_you_mean(alg, HYPER_ALGS)}; "
@@ -105,19 +154,14 @@ def parse_meta(raw: Optional[dict], cutoffs: List[int], metrics: List[str], wher
             raise ConfigError(f"{file}: {where}.hyper_max_evals: {evals!r} is not a positive integer")
         meta.hyper_max_evals = evals
     parse_execution(raw, meta, where, file)
-    es = raw.get("early_stopping")
-    if es is not None:
-        check_keys(es, {"patience", "min_delta", "mode", "monitor", "verbose", "rel_delta"},
-                   f"{where}.early_stopping", file)
-        if not isinstance(es.get("patience"), int) or es["patience"] < 1:
-            raise ConfigError(f"{file}: {where}.early_stopping.patience must be a positive integer")
-        meta.early_stopping = {"patience": es["patience"], "min_delta": float(es.get("min_delta", 0.0)),
-                               "mode": es.get("mode", "auto")}
+    if raw.get("early_stopping") is not None:
+        meta.early_stopping = parse_early_stopping(raw["early_stopping"], cutoffs, metrics, meta.validation_metric,
+                                                   f"{where}.early_stopping", file)
     return meta
 
 
 def parse_execution(raw: dict, target, where: str, file: str) -> None:
-    """``n_jobs`` / ``executor`` / ``ray_address`` / ``restore`` of a model's meta or of the experiment."""
+    """``n_jobs`` / ``executor`` / ``ray_address`` / ``reuse_trials`` of a model's meta or of the experiment."""
     if raw.get("n_jobs") is not None:
         n = raw["n_jobs"]
         if isinstance(n, bool) or not isinstance(n, int) or (n < 1 and n != -1):
@@ -133,10 +177,10 @@ def parse_execution(raw: dict, target, where: str, file: str) -> None:
             raise ConfigError(f"{file}: {where}.ray_address: {raw['ray_address']!r} is not an address string "
                               "(e.g. ray://head:10001 or auto)")
         _set(target, "ray_address", raw["ray_address"])
-    if raw.get("restore") is not None:
-        if not isinstance(raw["restore"], bool):
-            raise ConfigError(f"{file}: {where}.restore: {raw['restore']!r} is not true/false")
-        _set(target, "restore", raw["restore"])
+    if raw.get("reuse_trials") is not None:
+        if not isinstance(raw["reuse_trials"], bool):
+            raise ConfigError(f"{file}: {where}.reuse_trials: {raw['reuse_trials']!r} is not true/false")
+        _set(target, "reuse_trials", raw["reuse_trials"])
 
 
 def _set(target, key, value) -> None:

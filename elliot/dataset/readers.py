@@ -331,6 +331,11 @@ def read_table(path, separator: Optional[str] = "\t", header: Optional[bool] = N
     items = tok.id_column(roles["item"])
     if "rating" in roles:
         ratings = tok.number_column(roles["rating"], "rating").astype(np.float64, copy=False)
+        bad = ~np.isfinite(ratings)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{path}: line {row + first_line_no}: rating {ratings[row]} is not a finite number "
+                            f"({int(bad.sum())} such row(s)); fix or remove them")
     else:
         ratings = np.ones(tok.n_rows, dtype=np.float64)
     lazy = {}

@@ -6,9 +6,15 @@ positive is never counted as a miss; MMRec and LATTICE's code leave them in, set
 compare with them).  An item is relevant when its rating in the evaluated split is >=
 ``relevance_threshold``.  Users without a relevant item in the split are not evaluated.
 Memory is bounded by ``batch_size`` x n_items scores at a time.
+
+Sampled evaluation (Elliot's ``negative_sampling``, see :mod:`elliot.evaluation.negative_sampling`): each
+user's candidates are its split items plus its negatives; every other item scores -inf, then the masks
+apply as above.  Complex metrics (Elliot's ``complex_metrics``, see :mod:`elliot.evaluation.metrics.complex`)
+are computed with the simple ones and reported under Elliot's result names.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -18,7 +24,9 @@ import scipy.sparse as sp
 import torch
 
 from elliot.dataset.dataset import Dataset
-from elliot.evaluation.metrics import RankingContext, compute_metrics, merge_contexts
+from elliot.evaluation.metrics import (RankingContext, compute_metrics, merge_contexts, needs_full_ranks,
+                                      prepare_complex_metrics)
+from elliot.evaluation.negative_sampling import negatives_for_split
 
 
 @dataclass
@@ -43,10 +51,40 @@ def _mask_rows(matrices: Sequence[sp.csr_matrix], users: np.ndarray):
     return np.concatenate(rows), np.concatenate(cols)
 
 
+def _negatives_above(scores: torch.Tensor, owner: torch.Tensor, rel_scores: torch.Tensor,
+                     n_rel: np.ndarray) -> np.ndarray:
+    """(R,) for every relevant (row, item): candidates scored strictly above it that are not relevant,
+    nan for a masked relevant item.  One sort of the score rows plus two batched searchsorted."""
+    if len(owner) == 0:
+        return np.zeros(0)
+    device = scores.device
+    n_rel_t = torch.from_numpy(n_rel).to(device)
+    starts = torch.cumsum(n_rel_t, 0) - n_rel_t
+    within = torch.arange(len(owner), device=device) - starts[owner]
+    padded = torch.full((scores.shape[0], int(n_rel.max())), -torch.inf, device=device)
+    padded[owner, within] = rel_scores
+    sorted_rows = torch.sort(scores, dim=1).values.contiguous()
+    above_all = scores.shape[1] - torch.searchsorted(sorted_rows, padded.contiguous(), right=True)
+    sorted_rel = torch.sort(padded, dim=1).values.contiguous()
+    above_rel = padded.shape[1] - torch.searchsorted(sorted_rel, padded.contiguous(), right=True)
+    out = (above_all - above_rel)[owner, within].double()
+    out[~torch.isfinite(rel_scores)] = torch.nan
+    return out.cpu().numpy()
+
+
 class Evaluator:
+    """Evaluates any model (``score(users)``) on the validation / test split.
+
+    ``complex_metrics``: Elliot's complex metrics as :func:`elliot.evaluation.metrics.parse_complex_metrics`
+    returns them (their files are read here, once).  ``negative_sampling``: the dict of
+    :func:`elliot.evaluation.negative_sampling.parse_negative_sampling` (sampled evaluation; None = full
+    ranking).  Both default to off.
+    """
+
     def __init__(self, dataset: Dataset, cutoffs: Sequence[int], metrics: Sequence[str],
                  relevance_threshold: float = 0.0, mask_validation_in_test: bool = True,
-                 batch_size: int = 1024, top_k: Optional[int] = None):
+                 batch_size: int = 1024, top_k: Optional[int] = None,
+                 complex_metrics: Sequence[dict] = (), negative_sampling: Optional[dict] = None):
         self.dataset = dataset
         self.cutoffs = sorted(set(int(k) for k in cutoffs))
         self.metrics = list(metrics)
@@ -55,15 +93,26 @@ class Evaluator:
         self.batch_size = int(batch_size)
         self.top_k = max(int(top_k or 0), self.cutoffs[-1])
         self.popularity = dataset.item_popularity()
-        self._relevant = {}
+        self._n_train = np.diff(dataset.train.indptr).astype(np.int64)
+        self.n_users_total = int((self._n_train > 0).sum())
+        self._relevant = {}  # split -> bool CSR of the relevant (u, i), sorted indices
+        self._ratings = {}  # split -> float64 CSR of their ratings, the same structure
+        self._graded = {}
         for split in ("validation", "test"):
             matrix = getattr(dataset, split)
             if matrix is None:
                 continue
-            rel = matrix.copy()
-            rel.data = ((rel.data > 0) & (rel.data >= self.relevance_threshold)).astype(np.float32)
+            rel = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+            rel.sum_duplicates()
+            rel.data[~((rel.data > 0) & (rel.data >= self.relevance_threshold))] = 0
             rel.eliminate_zeros()
-            self._relevant[split] = rel.astype(bool).tocsr()
+            self._ratings[split] = rel
+            self._relevant[split] = rel.astype(bool)
+            self._graded[split] = bool(rel.nnz) and not np.all(rel.data == rel.data[0])
+        self.complex_metrics = prepare_complex_metrics(list(complex_metrics or ()), dataset.user_ids,
+                                                       dataset.item_ids, dataset.train)
+        self.negative_sampling = dict(negative_sampling) if negative_sampling else None
+        self._candidates: Dict[str, Optional[sp.csr_matrix]] = {}
 
     # ---- ranking --------------------------------------------------------------------------------
     def _masks(self, split: str) -> List[sp.csr_matrix]:
@@ -78,9 +127,31 @@ class Evaluator:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(np.diff(rel.indptr) > 0).astype(np.int64)
 
+    def gain(self, ratings: np.ndarray) -> np.ndarray:
+        """Elliot's discounted relevance of a relevant rating r: 2^(r - t + 1) - 1, t the threshold."""
+        return np.exp2(ratings - self.relevance_threshold + 1.0) - 1.0
+
+    def candidates(self, split: str) -> Optional[sp.csr_matrix]:
+        """(n_users, n_items) bool CSR of the candidate items under negative sampling (the split's items
+        plus the sampled / listed negatives), None for full ranking.  Computed once per split."""
+        if self.negative_sampling is None:
+            return None
+        if split not in self._candidates:
+            ds = self.dataset
+            split_items = getattr(ds, split).astype(bool)
+            exclude = ds.train.astype(bool) + split_items
+            for other in ("validation", "test"):
+                if other != split and getattr(ds, other) is not None:
+                    exclude = exclude + getattr(ds, other).astype(bool)
+            neg = negatives_for_split(self.negative_sampling, split, self.evaluated_users(split), ds.user_ids,
+                                      ds.item_ids, exclude.tocsr())
+            self._candidates[split] = None if neg is None else (split_items + neg).astype(bool).tocsr()
+        return self._candidates[split]
+
     @torch.no_grad()
-    def top_items(self, model, users: np.ndarray, k: int, masks: Sequence[sp.csr_matrix]):
-        """Yield (batch_users, top_items (B,k) int64, top_scores (B,k) float32) in user batches."""
+    def _scored(self, model, users: np.ndarray, masks: Sequence[sp.csr_matrix],
+                candidates: Optional[sp.csr_matrix] = None):
+        """Yield (batch_users, scores (B, n_items) tensor) with masked / non-candidate items at -inf."""
         device = model.device
         # masking writes into the scores; a copy is needed only when they alias model state (a view of a
         # buffer, as MostPop's broadcast row, or a parameter itself) - a fresh product is masked in place
@@ -91,47 +162,98 @@ class Evaluator:
             if scores.shape != (len(batch), self.dataset.n_items):
                 raise RuntimeError(f"{type(model).__name__}.score returned shape {tuple(scores.shape)}, "
                                    f"expected ({len(batch)}, {self.dataset.n_items})")
+            if candidates is not None:  # sampled evaluation: only the candidates keep their scores
+                cr, cc = _mask_rows([candidates], batch)
+                cr, cc = torch.from_numpy(cr).to(device), torch.from_numpy(cc).to(device)
+                restricted = torch.full_like(scores, -torch.inf)
+                restricted[cr, cc] = scores[cr, cc]
+                scores = restricted
             r, c = _mask_rows(masks, batch)
             if len(r):
-                if scores._base is not None or scores.untyped_storage().data_ptr() in state:
+                if candidates is None and (scores._base is not None
+                                           or scores.untyped_storage().data_ptr() in state):
                     scores = scores.clone()
                 scores[torch.from_numpy(r).to(device), torch.from_numpy(c).to(device)] = -torch.inf
+            yield batch, scores
+
+    @torch.no_grad()
+    def top_items(self, model, users: np.ndarray, k: int, masks: Sequence[sp.csr_matrix],
+                  candidates: Optional[sp.csr_matrix] = None):
+        """Yield (batch_users, top_items (B,k) int64, top_scores (B,k) float32) in user batches."""
+        for batch, scores in self._scored(model, users, masks, candidates):
             top_scores, top = torch.topk(scores, k=min(k, scores.shape[1]), dim=1)
             yield batch, top.cpu().numpy(), top_scores.cpu().numpy()
 
-    def rank(self, model, split: str) -> RankingContext:
+    def rank(self, model, split: str, full_ranks: bool = False) -> RankingContext:
+        """The :class:`RankingContext` of ``split`` (every optional field but ``relevant_neg_above``, which
+        ``full_ranks`` adds: it sorts every user's full score row)."""
         users = self.evaluated_users(split)
-        relevant = self._relevant[split]
+        ratings = self._ratings[split]
+        n_items = self.dataset.n_items
+        k = min(self.cutoffs[-1], n_items)
+        candidate_counts = np.zeros(n_items, dtype=np.int64)
         parts = []
         model.eval()
         with torch.no_grad():
             model.prepare_scoring()
             try:
-                for batch, top, top_scores in self.top_items(model, users, self.cutoffs[-1], self._masks(split)):
-                    rel_rows = relevant[batch]
-                    # hits via sorted keys: row-local key = row * n_items + item
-                    keys = np.repeat(np.arange(len(batch)), np.diff(rel_rows.indptr)) * self.dataset.n_items \
-                        + rel_rows.indices
-                    keys.sort()
-                    cand = np.arange(len(batch))[:, None] * self.dataset.n_items + top
+                for batch, scores in self._scored(model, users, self._masks(split), self.candidates(split)):
+                    top_scores_t, top_t = torch.topk(scores, k=k, dim=1)
+                    top, top_scores = top_t.cpu().numpy().astype(np.int64), top_scores_t.cpu().numpy()
+                    finite = torch.isfinite(scores)
+                    n_cand = finite.sum(1).cpu().numpy().astype(np.int64)
+                    candidate_counts += finite.sum(0).cpu().numpy().astype(np.int64)
+                    rows = ratings[batch]
+                    n_rel = np.diff(rows.indptr).astype(np.int64)
+                    owner = np.repeat(np.arange(len(batch)), n_rel)
+                    rel_items = rows.indices.astype(np.int64)
+                    device = scores.device
+                    owner_t, items_t = torch.from_numpy(owner).to(device), torch.from_numpy(rel_items).to(device)
+                    rel_scores_t = scores[owner_t, items_t]
+                    rel_ratings = rows.data
+                    rel_gain = self.gain(rel_ratings)
+                    # hits via sorted keys (CSR rows hold sorted indices): row-local key = row * n_items + item
+                    keys = owner * n_items + rel_items
+                    cand = np.arange(len(batch))[:, None] * n_items + top
                     pos = np.searchsorted(keys, cand)
                     pos[pos >= len(keys)] = 0
                     hits = keys[pos] == cand if len(keys) else np.zeros_like(cand, dtype=bool)
                     hits &= np.isfinite(top_scores)  # a -inf score is "not recommended" (masked or absent)
-                    parts.append(RankingContext(top_items=top.astype(np.int64), hits=hits,
-                                                n_relevant=np.diff(rel_rows.indptr).astype(np.int64),
-                                                item_popularity=self.popularity, n_items=self.dataset.n_items))
+                    gains = np.where(hits, rel_gain[pos] if len(keys) else 0.0, 0.0)
+                    # ideal gains: each user's gains sorted descending, first k
+                    order = np.lexsort((-rel_gain, owner))
+                    within = np.arange(len(owner)) - rows.indptr[owner[order]]
+                    keep = within < k
+                    ideal = np.zeros((len(batch), k))
+                    ideal[owner[order][keep], within[keep]] = rel_gain[order][keep]
+                    neg_above = None
+                    if full_ranks:
+                        neg_above = _negatives_above(scores, owner_t, rel_scores_t, n_rel)
+                    parts.append(RankingContext(
+                        top_items=top, hits=hits, n_relevant=n_rel, item_popularity=self.popularity,
+                        n_items=n_items, top_scores=top_scores, gains=gains, ideal_gains=ideal,
+                        graded=self._graded[split], relevant_items=rel_items, relevant_ratings=rel_ratings,
+                        relevant_scores=rel_scores_t.cpu().numpy().astype(np.float64), relevant_neg_above=neg_above,
+                        n_train=self._n_train[batch], n_candidates=n_cand, user_index=batch.astype(np.int64),
+                        n_users_total=self.n_users_total))
             finally:
                 model.end_scoring()
-        return merge_contexts(parts)
+        if not parts:
+            return merge_contexts(parts)
+        merged = merge_contexts(parts)
+        return dataclasses.replace(merged, candidate_item_counts=candidate_counts)
 
     def evaluate(self, model, split: str = "test", metrics: Optional[Sequence[str]] = None,
-                 cutoffs: Optional[Sequence[int]] = None) -> EvaluationResult:
-        """Metrics of ``model`` on ``split`` ("validation" or "test") at every cutoff."""
+                 cutoffs: Optional[Sequence[int]] = None, complex_metrics: Optional[bool] = None) -> EvaluationResult:
+        """Metrics of ``model`` on ``split`` ("validation" or "test") at every cutoff.  The complex metrics
+        are computed when ``complex_metrics`` is true, by default when ``metrics`` is not given."""
         if split not in self._relevant:
             raise ValueError(f"the dataset has no {split} split")
-        ctx = self.rank(model, split)
-        values, per_user = compute_metrics(ctx, list(cutoffs or self.cutoffs), list(metrics or self.metrics))
+        names = list(metrics or self.metrics)
+        with_complex = (metrics is None) if complex_metrics is None else complex_metrics
+        prepared = self.complex_metrics if with_complex else []
+        ctx = self.rank(model, split, full_ranks=needs_full_ranks(names, prepared))
+        values, per_user = compute_metrics(ctx, list(cutoffs or self.cutoffs), names, prepared)
         return EvaluationResult(split=split, values=values, per_user=per_user, users=self.evaluated_users(split))
 
     def recommendations(self, model, k: Optional[int] = None):

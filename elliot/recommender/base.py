@@ -21,6 +21,8 @@ TRAINING_PARAMS: Tuple[Param, ...] = (
     Param("epochs", int, 10, "training epochs"),
     Param("batch_size", int, 1024, "BPR triples per optimisation step"),
     Param("seed", int, 42, "seed of weights, sampler and everything random in the trial"),
+    Param("lr_sched", "list[float]", [], "(factor, step): lr x factor^(epoch / step) each epoch, MMRec's "
+          "learning_rate_scheduler as Elliot's forks write it; empty: constant", lengths=(0, 2)),
 )
 
 
@@ -92,6 +94,16 @@ class Recommender(nn.Module):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the trainer before each epoch (0-based)."""
+
+    def lr_multiplier(self, epoch: int) -> float:
+        """Factor of the initial learning rate at ``epoch`` (0-based), applied by the trainer's one schedule:
+        ``lr_sched: (factor, step)`` gives factor^(epoch / step) (MMRec's LambdaLR); models with a decay of
+        their own multiply it in."""
+        sched = self.hp.get("lr_sched") or ()
+        if not sched:
+            return 1.0
+        factor, step = float(sched[0]), float(sched[1])
+        return factor ** (epoch / step)
 
     # ---- scoring surface --------------------------------------------------------------------
     def prepare_scoring(self) -> None:

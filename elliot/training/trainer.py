@@ -19,6 +19,7 @@ from elliot.dataset.dataset import Dataset
 from elliot.errors import ElliotError
 from elliot.recommender.base import Recommender, TripletBatch
 from elliot.training.addons import TrainingAddon
+from elliot.training.early_stopping import EarlyStopping
 
 
 class TrainingDiverged(ElliotError):
@@ -49,28 +50,43 @@ class Trainer:
     def __init__(self, model: Recommender, dataset: Dataset, evaluator, *, epochs: int, batch_size: int,
                  seed: int, validation_rate: int = 1, validation_metric: str = "Recall@10",
                  early_stopping: Optional[dict] = None, addons: Sequence[TrainingAddon] = (),
-                 progress: bool = True, description: str = "", log=None):
+                 progress: bool = True, description: str = "", log=None, optimize_internal_loss: bool = False):
         self.model, self.dataset, self.evaluator = model, dataset, evaluator
         self.epochs, self.batch_size, self.seed = int(epochs), int(batch_size), int(seed)
         self.validation_rate = max(int(validation_rate), 1)
         name, _, k = validation_metric.partition("@")
         self.metric_name, self.metric_cutoff = name, int(k)
-        self.early_stopping = early_stopping or None
         self.addons = list(addons)
         self.progress, self.description = progress, description or model.name
         self.log = log or (lambda msg: None)
-        self.higher_is_better = True
-        if self.early_stopping and self.early_stopping.get("mode") == "min":
-            self.higher_is_better = False
+        from elliot.evaluation.metrics import METRICS
+
+        metric = METRICS.get(name)
+        self.higher_is_better = metric.higher_is_better if metric is not None else True
+        # Elliot's optimize_internal_loss: the kept epoch is the one with the lowest training loss
+        self.optimize_internal_loss = bool(optimize_internal_loss)
+        self.early_stopping = early_stopping or None
+        self.stopper = EarlyStopping.from_config(early_stopping, validation_metric, log=self.log)
 
     def _validate(self) -> Dict[int, Dict[str, float]]:
         return self.evaluator.evaluate(self.model, "validation").values
 
-    def _better(self, value: float, best: float) -> bool:
-        delta = float((self.early_stopping or {}).get("min_delta", 0.0) or 0.0)
+    def _better(self, value: float, best: float, higher_is_better: bool) -> bool:
         if math.isnan(best):
-            return True
-        return value > best + delta if self.higher_is_better else value < best - delta
+            return not math.isnan(value)
+        return value > best if higher_is_better else value < best
+
+    def _monitored(self, values: Dict[int, Dict[str, float]], loss: float) -> float:
+        if self.stopper.on_loss:
+            return loss
+        name, _, k = self.stopper.monitor.partition("@")
+        return values[int(k) if k else self.metric_cutoff][name]
+
+    def _set_lr(self, optimizer, epoch: int) -> None:
+        """The one LR schedule (``lr_sched`` and model-specific decays): lr_0 x model.lr_multiplier(epoch)."""
+        factor = float(self.model.lr_multiplier(epoch))
+        for group in optimizer.param_groups:
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
 
     def fit(self) -> TrainingResult:
         model, dataset = self.model, self.dataset
@@ -90,13 +106,13 @@ class Trainer:
         device = model.device
         history: List[Dict[str, float]] = []
         best_value, best_epoch, best_state, best_values = float("nan"), 0, None, {}
-        bad_checks, stopped_early, epoch_seconds = 0, False, []
-        patience = int(self.early_stopping["patience"]) if self.early_stopping else None
+        stopped_early, epoch_seconds = False, []
         bar = tqdm(range(self.epochs), desc=self.description, disable=not self.progress, leave=True,
                    dynamic_ncols=True)
         for epoch in bar:
             model.train()
             model.on_epoch_start(epoch)
+            self._set_lr(optimizer, epoch)
             for addon in self.addons:
                 addon.on_epoch_start(model, epoch)
             start = time.perf_counter()
@@ -132,20 +148,21 @@ class Trainer:
                 for addon in self.addons:
                     record.update(addon.after_validation(model, epoch + 1, values))
                 value = values[self.metric_cutoff][self.metric_name]
-                if self._better(value, best_value):
-                    best_value, best_epoch, best_values, bad_checks = value, epoch + 1, values, 0
+                kept = (-mean_loss, best_value, True) if self.optimize_internal_loss else (
+                    value, best_value, self.higher_is_better)
+                if self._better(*kept):
+                    best_value, best_epoch, best_values = kept[0], epoch + 1, values
                     best_state = _snapshot(model)
-                else:
-                    bad_checks += 1
                 bar.set_postfix(loss=f"{mean_loss:.4f}", **{f"{self.metric_name}@{self.metric_cutoff}": f"{value:.4f}",
                                                              "best": best_epoch})
-                if patience is not None and bad_checks >= patience:
+                if self.stopper is not None and self.stopper.update(self._monitored(values, mean_loss)):
                     stopped_early = True
             else:
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
             history.append(record)
             if stopped_early:
-                self.log(f"{self.description}: early stop at epoch {epoch + 1} (best epoch {best_epoch})")
+                self.log(f"{self.description}: early stop at epoch {epoch + 1} (best epoch {best_epoch}; "
+                         f"{self.stopper.describe()})")
                 break
         bar.close()
         if use_validation and best_state is not None:

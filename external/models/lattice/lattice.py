@@ -172,7 +172,6 @@ class LATTICE(EmbeddingScoring, MultimodalRecommender):
                 self._init_val.append(laplacian_values(cosine_at(xn, index), index))
         self._idx: Optional[List[Tensor]] = None  # learned graph's kNN index per modality (per epoch)
         self._frozen: Optional[SparseOp] = None  # first_batch mode: the epoch's graph S, detached
-        self._optimizer: Optional[torch.optim.Optimizer] = None
         self.to(self.device)
 
     # ---- item-item graphs -----------------------------------------------------------------------
@@ -258,14 +257,10 @@ class LATTICE(EmbeddingScoring, MultimodalRecommender):
     def on_epoch_start(self, epoch: int) -> None:
         self._idx = self._knn_indices()
         self._frozen = None
-        if self._optimizer is not None:
-            for group in self._optimizer.param_groups:
-                group["lr"] = float(self.lr) * float(self.lr_decay) ** (epoch / 50)
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
-        """Adam with ``lr``, no weight decay; kept to apply the per-epoch decay in :meth:`on_epoch_start`."""
-        self._optimizer = torch.optim.Adam(self.parameters(), lr=float(self.lr), fused=True)
-        return self._optimizer
+    def lr_multiplier(self, epoch: int) -> float:
+        """The codes' decay lr_decay^(epoch/50), times ``lr_sched`` when one is given."""
+        return super().lr_multiplier(epoch) * float(self.lr_decay) ** (epoch / 50)
 
     def _graph_op(self, graph: Graph) -> SparseOp:
         """S = Σ_m (1-λ) L^m + λ α_m Ŝ^m (full rows of ``graph``, no gradient) as one CSR operator."""
