@@ -480,3 +480,15 @@ def test_sparse_pickle_loader_refuses_other_objects(tmp_path):
     (tmp_path / "ok.pkl").write_bytes(pickle.dumps(sp.coo_matrix(([1.0], ([0], [2])), shape=(2, 3))))
     m = load_sparse_pickle(tmp_path / "ok.pkl")
     assert m.shape == (2, 3) and m.col.tolist() == [2]
+
+
+def test_moved_source_is_refetched_but_an_override_is_kept(server, tmp_path):
+    server.routes["/v1.zip"] = Resp(200, TOY_ZIP)
+    server.routes["/v2.zip"] = Resp(200, TOY_ZIP)
+    fetch_dataset("toy", tmp_path, registry=entry(server.base + "/v1.zip"), quiet=True, log=None)
+    res = fetch_dataset("toy", tmp_path, registry=entry(server.base + "/v2.zip"), quiet=True, log=None)
+    assert res.status == "fetched"  # the registry points elsewhere now: fetched again
+    fetch_dataset("toy", tmp_path / "o", registry=entry("https://nowhere.invalid/t.zip"),
+                  source_override=server.base + "/v1.zip", quiet=True, log=None)
+    again = fetch_dataset("toy", tmp_path / "o", registry=entry("https://nowhere.invalid/t.zip"), log=None)
+    assert again.status == "present"

@@ -137,6 +137,9 @@ def test_early_stopping_rules_on_sequences():
     wobbly = [0.1, 0.2, 0.19, 0.195, 0.18, 0.199]
     assert stops_at(wobbly, patience=2, monitor="Recall@10") is None  # oscillates below the best: never stops
     assert stops_at(wobbly, patience=2, monitor="Recall@10", rule="best") == 4
+    assert stops_at(wobbly, patience=2, monitor="Recall@10", rule="fork") == 4  # 0.19, 0.195 < 0.2
+    assert stops_at([0.1, 0.2, 0.19, 0.21, 0.2, 0.2], patience=2, monitor="Recall@10", rule="fork") == 6
+    assert stops_at([5.0, 4.0, 4.5, 4.1], patience=2, monitor="loss", rule="fork") == 4
     assert stops_at([0.1, 0.2, 0.2005, 0.201], patience=2, monitor="Recall@10", min_delta=0.001) == 4
     assert stops_at([0.1, 0.2, 0.2005, 0.201], patience=2, monitor="Recall@10", rel_delta=0.01) == 4
     assert stops_at([0.01, 0.02, 0.03], patience=1, monitor="Recall@10", baseline=0.05) == 2  # below baseline

@@ -42,6 +42,27 @@ UNSUPPORTED_LOADERS = {
     "interactionsattributes": "per-interaction attributes (KGFlex / context-aware models) are not read here",
 }
 SUPPORTED_BACKENDS = ("pytorch", "torch")
+#: model-block keys Elliot's models read that change nothing here (said in the log, then dropped)
+IGNORED_MODEL_PARAMS = {
+    "batch_eval": "evaluation batches are experiment.evaluation.batch_size here (results do not depend on it)",
+    "n_fold": "Elliot's LightGCN splits the adjacency in folds to save memory; sparse products need no folds",
+}
+
+
+#: meta keys of the forks that no code reads (there or here)
+IGNORED_META = {"write_best_iterations": "read by no code of Elliot or its forks"}
+
+
+def drop_ignored_params(block: dict, where: str, notes: List[str]) -> dict:
+    meta = block.get("meta")
+    if isinstance(meta, dict) and set(meta) & set(IGNORED_META):
+        for key in set(meta) & set(IGNORED_META):
+            notes.append(f"{where}.meta.{key} is accepted and not used: {IGNORED_META[key]}")
+        block = {**block, "meta": {k: v for k, v in meta.items() if k not in IGNORED_META}}
+    for key in [k for k in block if k in IGNORED_MODEL_PARAMS]:
+        block = {k: v for k, v in block.items() if k != key}
+        notes.append(f"{where}.{key} is accepted and not used: {IGNORED_MODEL_PARAMS[key]}")
+    return block
 
 
 def check_backend(value, file: str) -> str:
@@ -93,6 +114,10 @@ def normalise_loader_entry(entry: dict, where: str, file: str, notes: List[str])
         raise ConfigError(f"{file}: {where}.dataloader: {loader}: {UNSUPPORTED_LOADERS[key]}")
     if key in LOADER_SPELLINGS:
         entry["dataloader"] = LOADER_SPELLINGS[key]
+    for key in ("images_src_folder", "output_image_size"):
+        if entry.pop(key, None) is not None:
+            notes.append(f"{where}.{key} is not used: raw images feed Elliot's end-to-end visual models (DVBPR, "
+                         "DeepStyle, ACF), which do not exist here")
     if entry.get("dataloader") == "VisualAttribute":
         pca, maps = entry.pop("visual_pca_features", None), entry.pop("visual_feat_map_features", None)
         if "visual_features" not in entry and pca:

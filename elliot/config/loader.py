@@ -127,6 +127,12 @@ class _Resolver:
             if block is not None and not isinstance(block, dict):
                 raise self.err(f"{where} must be a mapping of hyperparameters, got {block!r}")
             block = elliot_compat.move_early_stopping(dict(block or {}), where, self.file)
+            if isinstance(block.get("meta"), dict) is False and block.get("meta") is not None:
+                raise self.err(f"{where}.meta must be a mapping, got {block['meta']!r}")
+            notes: list = []
+            block = elliot_compat.drop_ignored_params(block, where, notes)
+            for note in notes:
+                warnings.warn(f"{self.file}: {note}")
             meta = parse_meta(block.pop("meta", None), cutoffs, metrics, f"{where}.meta", self.file)
             specs[str(name)] = ModelSpec(str(name), meta, params=block, defense=block.pop("defense", None),
                                          training=block.pop("training", None))

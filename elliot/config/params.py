@@ -41,6 +41,8 @@ class Param:
     low_inclusive: bool = True
     high_inclusive: bool = True
     lengths: Optional[tuple] = None  # allowed lengths of a list-typed value (None: any)
+    aliases: tuple = ()  # other names of this parameter in Elliot / its forks / MMRec, accepted in the YAML
+    none_means: Any = None  # the value a YAML null / Python None element stands for (None: refused)
 
     def __post_init__(self):
         if self.low is None and self.high is None and self.name in SHARED_DOMAINS \
@@ -170,6 +172,8 @@ def _typed_unchecked(param: Param, value, where: str):
                 raise ConfigError(f"{where}: {exc}") from None
         if not isinstance(value, (list, tuple)):
             value = [value]
+        if param.none_means is not None:
+            value = [param.none_means if v is None or v == "None" else v for v in value]
         out = [_scalar(v, param.item_type, where) for v in value]
         if param.choices:
             bad = [v for v in out if v not in param.choices]
@@ -211,6 +215,22 @@ def _space(p: Param, value, loc: str):
     return None
 
 
+def _rejoin_tuple_grid(p: Param, value):
+    """YAML splits ``[(32,16),(64,32)]`` at every comma into ``['(32', 16, '32)', ...]``; Elliot re-joins it
+    with ``literal_eval`` into a grid of two tuples: so do we (for list-typed parameters only)."""
+    if not (p.is_list and isinstance(value, list) and value and isinstance(value[0], str)
+            and value[0].lstrip().startswith("(") and not all(isinstance(v, str) and v.strip().startswith("(")
+                                                              and v.strip().endswith(")") for v in value)):
+        return value
+    try:
+        joined = ast.literal_eval("[" + ",".join(str(v) for v in value) + "]")
+    except (ValueError, SyntaxError):
+        return value
+    if all(isinstance(v, tuple) for v in joined):
+        return [list(v) for v in joined]
+    return value
+
+
 def type_value(param: Param, value, where: str):
     """Type one YAML value (not a grid, not a space) by its declared parameter."""
     return _typed(param, value, where)
@@ -223,10 +243,18 @@ def coerce_params(declared: Sequence[Param], raw: dict, where: str) -> ParamSpac
     for p in declared:
         space.fixed[p.name] = list(p.default) if isinstance(p.default, (list, tuple)) else p.default
         space.order.append(p.name)
+    aliases = {a: p.name for p in declared for a in p.aliases}
+    renamed: Dict[str, Any] = {}
     for name, value in (raw or {}).items():
+        canonical = aliases.get(name, name)
+        if canonical in renamed:
+            raise ConfigError(f"{where}: '{name}' and '{canonical}' are the same parameter; give one of them")
+        renamed[canonical] = value
+    for name, value in renamed.items():
         if name not in by_name:
-            raise ConfigError(unknown_name("parameter", name, by_name, where=where))
+            raise ConfigError(unknown_name("parameter", name, [*by_name, *aliases], where=where))
         p, loc = by_name[name], f"{where}.{name}"
+        value = _rejoin_tuple_grid(p, value)
         if isinstance(value, dict):
             if set(value) != {"grid"} or not isinstance(value["grid"], list):
                 raise ConfigError(f"{loc}: a mapping must be {{grid: [values...]}}")

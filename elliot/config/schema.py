@@ -125,9 +125,10 @@ def parse_early_stopping(es, cutoffs: List[int], metrics: List[str], validation_
     if "verbose" in es:
         out["verbose"] = _typed_flag(es, "verbose", bool, where, file)
     rule = es.get("rule", "elliot")
-    if rule not in ("elliot", "best"):
-        raise ConfigError(f"{file}: {where}.rule: {rule!r}{did_you_mean(str(rule), ('elliot', 'best'))}; valid: "
-                          "elliot (Elliot's consecutive checks), best (no improvement on the best value)")
+    if rule not in ("elliot", "fork", "best"):
+        raise ConfigError(f"{file}: {where}.rule: {rule!r}{did_you_mean(str(rule), ('elliot', 'fork', 'best'))}; "
+                          "valid: elliot (Elliot 0.3.1: consecutive declines), fork (the multimodal forks: nothing "
+                          "beats the value patience checks ago), best (no improvement on the best value)")
     out["rule"] = rule
     return out
 

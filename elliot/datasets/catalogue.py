@@ -30,7 +30,8 @@ GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
 MMREC_FOLDER = "13cBy1EA_saTUuXxVllKgtfci2A09jyaG"
 
 AMAZON_TERMS = ("Amazon product data (McAuley et al.): research use, see "
-                "https://cseweb.ucsd.edu/~jmcauley/datasets.html; preprocessed copy shared by the authors on Google Drive")
+                "https://cseweb.ucsd.edu/~jmcauley/datasets.html; preprocessed copy shared by the authors on "
+                "Google Drive")
 AMAZON_CITE = ("McAuley, Targett, Shi, van den Hengel, 'Image-based recommendations on styles and substitutes', "
                "SIGIR 2015; He & McAuley, WWW 2016")
 GROUPLENS_TERMS = ("GroupLens research terms: research use only, no redistribution, no commercial use, "
@@ -76,11 +77,14 @@ def builtin_entries() -> Dict[str, DatasetEntry]:
         DatasetEntry(
             name="tiktok", title="TikTok micro-video (as distributed with DiffMM / MMSSL)",
             sources=(
-                Source("url", DIFFMM + "trnMat.pkl", _sha("1efbc49d1a7ce5268f01e3e0c558df1f8f8644628c76aa6536be4ec61d256916"),
+                Source("url", DIFFMM + "trnMat.pkl",
+                       _sha("1efbc49d1a7ce5268f01e3e0c558df1f8f8644628c76aa6536be4ec61d256916"),
                        unpack="file", dest="trnMat.pkl"),
-                Source("url", DIFFMM + "valMat.pkl", _sha("b6971ed696613d565613dd74b101c45b2aa002b66e8ba99cad03abf04db2397b"),
+                Source("url", DIFFMM + "valMat.pkl",
+                       _sha("b6971ed696613d565613dd74b101c45b2aa002b66e8ba99cad03abf04db2397b"),
                        unpack="file", dest="valMat.pkl"),
-                Source("url", DIFFMM + "tstMat.pkl", _sha("e83a93787d88728572dbdd5b131bae01a90e17c340820e7b8f0a7c27e69d6f9e"),
+                Source("url", DIFFMM + "tstMat.pkl",
+                       _sha("e83a93787d88728572dbdd5b131bae01a90e17c340820e7b8f0a7c27e69d6f9e"),
                        unpack="file", dest="tstMat.pkl"),
                 Source("url", DIFFMM + "image_feat.npy",
                        _sha("f6c1ec1726ed2aa80315411199ab2143bee6333821bf58c5f00bd3f5b462efc2"),
@@ -105,7 +109,8 @@ def builtin_entries() -> Dict[str, DatasetEntry]:
             notes=("9,308 users, 6,710 items, 59,541 / 3,051 / 6,130 interactions; float16 128-d visual and audio "
                    "features; DiffMM's 768-d text_feat.npy (not fetched) has no recorded checksum"),
             local="../shared/data/tiktok",
-            config_hint=("strategy: fixed; ../data/{0}/{train,val,test}.tsv; VisualAttribute ../data/{0}/image_feat.npy; "
+            config_hint=("strategy: fixed; ../data/{0}/{train,val,test}.tsv; "
+                         "VisualAttribute ../data/{0}/image_feat.npy; "
                          "AudioAttribute ../data/{0}/audio_feat.npy")),
         DatasetEntry(
             name="lfm2k", title="Last.fm 2K artists (HetRec 2011) with text and audio features (Spillo et al.)",
@@ -135,7 +140,8 @@ def builtin_entries() -> Dict[str, DatasetEntry]:
             postprocess=("lfm2k_float32",),
             licence=("HetRec 2011 Last.fm data: non-commercial use (readme.txt); features: see the paper's Zenodo "
                      "record https://zenodo.org/records/15403972"),
-            citation=("Spillo et al., 'See the Movie, Hear the Song, Read the Book: Extending MovieLens-1M, Last.fm 2K, "
+            citation=("Spillo et al., 'See the Movie, Hear the Song, Read the Book: Extending MovieLens-1M, "
+                      "Last.fm 2K, "
                       "and DBbook with Multimodal Data'; Cantador, Brusilovsky, Kuflik, HetRec 2011 (RecSys 2011)"),
             homepage="https://github.com/giuspillo/extending_sota_data_mm_feat",
             notes=("MMRec format: lfm2k.inter (x_label 0/1/2), row i of each .npy = item i; 1,858 users, 1,425 items; "

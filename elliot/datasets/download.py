@@ -10,6 +10,7 @@ import hashlib
 import inspect
 import os
 import re
+import tempfile
 import urllib.parse
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
@@ -69,7 +70,13 @@ def _gdown():
     return gdown
 
 
-def _describe(exc: BaseException) -> str:
+def _gdown_errors(gdown) -> tuple:
+    """gdown's exception classes that exist in the installed version (4.7 lacks DownloadError)."""
+    names = ("DownloadError", "FileURLRetrievalError", "FolderContentsMaximumLimitError")
+    return tuple(c for c in (getattr(gdown.exceptions, n, None) for n in names) if isinstance(c, type))
+
+
+def _describe(exc: BaseException, limit: int = 300) -> str:
     """Why a gdown/requests call failed, in one short phrase."""
     import requests
 
@@ -84,12 +91,12 @@ def _describe(exc: BaseException) -> str:
         m = re.search(r"(\[Errno -?\d+\][^'\")\]]*|Failed to resolve [^(]*|Connection (?:refused|reset)[^'\")]*)", text)
         return f"connection failed ({(m.group(1).strip() if m else _one_line(text, 160))})"
     gdown = _gdown()
-    if isinstance(exc, gdown.exceptions.FileURLRetrievalError):
+    if type(exc).__name__ == "FileURLRetrievalError":
         reason = text.split("You may still be able", 1)[0].replace("Failed to retrieve file url:", "")
         return f"Google Drive did not hand out the file ({_one_line(reason, 240)})"
-    if isinstance(exc, gdown.exceptions.DownloadError):  # e.g. 'Download is incomplete: received ... bytes.'
+    if isinstance(exc, _gdown_errors(gdown)):  # e.g. 'Download is incomplete: received ... bytes.'
         return _one_line(text.splitlines()[0] if text else "", 200).rstrip(".") or type(exc).__name__
-    return _one_line(text) or type(exc).__name__
+    return _one_line(text, limit) or type(exc).__name__
 
 
 def _supported(fn, **optional) -> dict:
@@ -104,7 +111,7 @@ def _call_gdown(label: str, quiet: bool, **kwargs) -> None:
 
     try:
         out = gdown.download(quiet=quiet, **kwargs, **_supported(gdown.download, timeout=TIMEOUT_S))
-    except (requests.RequestException, gdown.exceptions.DownloadError, OSError) as exc:
+    except (requests.RequestException, OSError, *_gdown_errors(gdown)) as exc:
         raise DatasetError(f"{label}: download failed: {_describe(exc)}") from None
     if out is None:  # gdown < 5 returns None instead of raising on some failures
         raise DatasetError(f"{label}: download failed (gdown returned nothing)")
@@ -127,8 +134,8 @@ def list_gdrive_folder(folder_id: str, subfolder: Optional[str], quiet: bool = F
     try:
         listing = gdown.download_folder(id=folder_id, skip_download=True, quiet=quiet, output=os.devnull + os.sep,
                                         **_supported(gdown.download_folder, timeout=TIMEOUT_S))
-    except (requests.RequestException, gdown.exceptions.DownloadError, OSError) as exc:
-        raise DatasetError(f"{label}: listing failed: {_describe(exc)}") from None
+    except (requests.RequestException, OSError, *_gdown_errors(gdown)) as exc:
+        raise DatasetError(f"{label}: listing failed: {_describe(exc, 220)}") from None
     files = [(f.id, Path(f.path).as_posix()) for f in listing or []]
     if subfolder is None:
         return files
@@ -145,6 +152,7 @@ def fetch_source(source: Source, workdir: Path, mirror: Optional[str], quiet: bo
     """Download one source into ``workdir``; returns (file, place, sha256, verified) per downloaded file,
     where ``place`` is the file's path under the dataset folder for Drive-folder files (stored as they
     are) and ``None`` for a URL / Drive file (unpacked as ``source.unpack`` says)."""
+    workdir = Path(tempfile.mkdtemp(prefix="src-", dir=workdir))  # two sources may share a file name
     if source.kind == "url":
         url = apply_mirror(source.location, mirror)
         name = Path(urllib.parse.urlsplit(url).path).name or "download"

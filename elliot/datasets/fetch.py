@@ -72,7 +72,8 @@ def read_marker(folder: Path) -> Optional[dict]:
 
 
 def _stale(marker: dict, entry: DatasetEntry) -> bool:
-    """The registry now points elsewhere, or records a different checksum than the one fetched against."""
+    """The registry now points elsewhere, or records a different checksum than the one fetched against
+    (only for copies fetched from the registry's own sources)."""
     if marker.get("origin") != "download":
         return False
     old = marker.get("sources") or []
@@ -172,9 +173,10 @@ def fetch_dataset(name: str, root="data", *, force: bool = False, from_local=Non
     entry = reg.get(name)
     root = Path(root)
     dest = root / entry.name
-    override_kind, override = (None, None)
+    override_kind, override, origin = None, None, "download"
     if source_override is not None:
         override_kind, override = _resolve_override(entry, str(source_override))
+        origin = f"override:{source_override}"
         if override_kind == "entry":
             entry, override_kind = override, None
     if from_local is True:
@@ -188,7 +190,7 @@ def fetch_dataset(name: str, root="data", *, force: bool = False, from_local=Non
     missing = missing_paths(dest, entry) if dest.is_dir() else list(entry.layout)
     if dest.is_dir() and not missing and not force and not (marker and _stale(marker, entry)):
         if marker:
-            how = "verified" if marker.get("verified") else "NOT verified (no registry checksum)"
+            how = "verified" if marker.get("verified") else "NOT verified: no recorded checksum for its files"
             log(f"{entry.name}: already present in {dest} ({marker.get('origin')}, {marker.get('fetched_at')}, "
                 f"{how}); nothing to do")
         else:
@@ -205,9 +207,12 @@ def fetch_dataset(name: str, root="data", *, force: bool = False, from_local=Non
         _manual_message(entry, dest, log)
         raise DatasetError(f"{entry.name}: manual source: download it by hand (see above), then use --from-local PATH")
 
-    root.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{entry.name}.staging-", dir=root))
-    work = Path(tempfile.mkdtemp(prefix=f".{entry.name}.download-", dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{entry.name}.staging-", dir=root))
+        work = Path(tempfile.mkdtemp(prefix=f".{entry.name}.download-", dir=root))
+    except OSError as exc:
+        raise DatasetError(f"cannot write to {root}: {exc.strerror or exc}") from None
     try:
         if from_local is not None:
             src = Path(from_local)
@@ -224,7 +229,7 @@ def fetch_dataset(name: str, root="data", *, force: bool = False, from_local=Non
             return FetchResult(entry.name, dest, "linked" if link else "copied", known)
         log(f"{entry.name}: fetching {len(entry.sources)} source(s) into {dest}")
         files = []
-        for i, source in enumerate(entry.sources):
+        for source in entry.sources:
             if override_kind == "file":
                 got = [(override, None, *verify(override, source.checksum, str(override), log))]
             else:
@@ -245,11 +250,14 @@ def fetch_dataset(name: str, root="data", *, force: bool = False, from_local=Non
             log(f"  {step}")
             STEPS[step](stage)
         check_layout(stage, entry, entry.sources[0].label if len(entry.sources) == 1 else entry.name)
-        _write_marker(stage, entry, "download", files)
+        _write_marker(stage, entry, origin, files)
         _install(stage, dest, entry)
         verified = all(f["verified"] for f in files)
         log(f"{entry.name}: ready in {dest}" + ("" if verified else " (some files NOT verified: see above)"))
         return FetchResult(entry.name, dest, "fetched", verified)
+    except OSError as exc:  # disk full, permissions, ... while unpacking or installing
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        raise DatasetError(f"{entry.name}: {exc.strerror or exc}{where}; nothing was installed") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if stage.exists():

@@ -61,7 +61,8 @@ class Source:
         if self.unpack not in UNPACK:
             raise DatasetError(unknown_name("unpack", self.unpack, UNPACK))
         if self.unpack == "file" and not self.dest:
-            raise DatasetError(f"source {self.location}: unpack 'file' needs 'dest' (its name under the dataset folder)")
+            raise DatasetError(f"source {self.location}: unpack 'file' needs 'dest' "
+                               "(its name under the dataset folder)")
         parse_checksum(self.checksum, f"source {self.location}")
 
     @property

@@ -54,22 +54,29 @@ def _mask_rows(matrices: Sequence[sp.csr_matrix], users: np.ndarray):
 def _negatives_above(scores: torch.Tensor, owner: torch.Tensor, rel_scores: torch.Tensor,
                      n_rel: np.ndarray) -> np.ndarray:
     """(R,) for every relevant (row, item): candidates scored strictly above it that are not relevant,
-    nan for a masked relevant item.  One sort of the score rows plus two batched searchsorted."""
+    nan for a masked relevant item.  Candidates above: row-vs-score comparisons in chunks of about 2^24
+    entries (R x n_items work, less than sorting the rows while users hold fewer than log2(n_items)
+    relevant items); relevant above: a sort of the R relevant scores within each user."""
     if len(owner) == 0:
         return np.zeros(0)
-    device = scores.device
-    n_rel_t = torch.from_numpy(n_rel).to(device)
-    starts = torch.cumsum(n_rel_t, 0) - n_rel_t
-    within = torch.arange(len(owner), device=device) - starts[owner]
-    padded = torch.full((scores.shape[0], int(n_rel.max())), -torch.inf, device=device)
-    padded[owner, within] = rel_scores
-    sorted_rows = torch.sort(scores, dim=1).values.contiguous()
-    above_all = scores.shape[1] - torch.searchsorted(sorted_rows, padded.contiguous(), right=True)
-    sorted_rel = torch.sort(padded, dim=1).values.contiguous()
-    above_rel = padded.shape[1] - torch.searchsorted(sorted_rel, padded.contiguous(), right=True)
-    out = (above_all - above_rel)[owner, within].double()
-    out[~torch.isfinite(rel_scores)] = torch.nan
-    return out.cpu().numpy()
+    n_items = scores.shape[1]
+    chunk = max(1, (1 << 24) // n_items)
+    above_all = torch.cat([(scores[owner[i:i + chunk]] > rel_scores[i:i + chunk, None]).sum(1, dtype=torch.int32)
+                           for i in range(0, len(owner), chunk)]).cpu().numpy()
+    rel = rel_scores.cpu().numpy().astype(np.float64)
+    own = owner.cpu().numpy()
+    order = np.lexsort((-rel, own))  # by user, then score descending
+    srt, so = rel[order], own[order]
+    idx = np.arange(len(order))
+    new_run = np.ones(len(order), dtype=bool)
+    new_run[1:] = (so[1:] != so[:-1]) | (srt[1:] != srt[:-1])
+    run_start = np.maximum.accumulate(np.where(new_run, idx, 0))
+    group_start = np.repeat(np.cumsum(n_rel) - n_rel, n_rel)  # flat entries are grouped by user already
+    above_rel = np.empty(len(order), dtype=np.int64)
+    above_rel[order] = run_start - group_start[order]
+    out = (above_all - above_rel).astype(np.float64)
+    out[~np.isfinite(rel)] = np.nan
+    return out
 
 
 class Evaluator:
@@ -201,8 +208,8 @@ class Evaluator:
                     top_scores_t, top_t = torch.topk(scores, k=k, dim=1)
                     top, top_scores = top_t.cpu().numpy().astype(np.int64), top_scores_t.cpu().numpy()
                     finite = torch.isfinite(scores)
-                    n_cand = finite.sum(1).cpu().numpy().astype(np.int64)
-                    candidate_counts += finite.sum(0).cpu().numpy().astype(np.int64)
+                    n_cand = finite.sum(1, dtype=torch.int32).cpu().numpy().astype(np.int64)
+                    candidate_counts += finite.sum(0, dtype=torch.int32).cpu().numpy()
                     rows = ratings[batch]
                     n_rel = np.diff(rows.indptr).astype(np.int64)
                     owner = np.repeat(np.arange(len(batch)), n_rel)

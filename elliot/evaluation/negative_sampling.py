@@ -65,7 +65,8 @@ def parse_negative_sampling(raw, resolve_path: Callable[[str, str], str], where:
     if strategy not in STRATEGIES:
         if strategy is None:
             raise ConfigError(f"{file}: {where}.strategy is required; valid: {', '.join(STRATEGIES)}")
-        raise ConfigError(f"{file}: {unknown_name('negative sampling strategy', strategy, STRATEGIES, where=f'{where}.strategy')}")
+        message = unknown_name("negative sampling strategy", strategy, STRATEGIES, where=f"{where}.strategy")
+        raise ConfigError(f"{file}: {message}")
     if strategy == "fixed":
         for key in ("num_items", "file_path", "save_on_disk"):
             if key in raw:
@@ -178,7 +179,8 @@ def read_negative_file(path: str, user_ids: np.ndarray, item_ids: np.ndarray) ->
         listed = [items[i.strip()] for i in parts[1:] if i.strip() in items]
         rows.extend([u] * len(listed))
         cols.extend(listed)
-    m = sp.csr_matrix((np.ones(len(rows), dtype=bool), (np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64))),
+    m = sp.csr_matrix((np.ones(len(rows), dtype=bool), (np.array(rows, dtype=np.int64),
+                                                         np.array(cols, dtype=np.int64))),
                       shape=(len(user_ids), len(item_ids)), dtype=bool)
     m.sum_duplicates()
     return m

@@ -53,6 +53,8 @@ class Recommender(nn.Module):
     name: ClassVar[str] = ""
     params: ClassVar[Tuple[Param, ...]] = ()
     trainable: ClassVar[bool] = True
+    #: keys Elliot's version of the model reads that have no equivalent here -> the reason, said when used
+    refused_params: ClassVar[Dict[str, str]] = {}
     #: name of the sampler the trainer builds ("bpr"); models needing another one override ``sample_batches``
     sampler: ClassVar[str] = "bpr"
 

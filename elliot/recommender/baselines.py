@@ -33,6 +33,9 @@ class MostPop(Recommender):
         return self.popularity.unsqueeze(0).expand(len(users), -1)
 
 
+ELLIOT_BPRMF_REASON = ("Elliot's numpy BPRMF regularises users, positive and negative items separately; this BPRMF (a torch model, like the forks' external.BPRMF) has l_w for every embedding and l_b for the item biases")
+
+
 class BPRMF(Recommender):
     """Matrix factorisation trained with BPR (Rendle et al., UAI 2009).
 
@@ -49,6 +52,9 @@ class BPRMF(Recommender):
     """
 
     name = "BPRMF"
+    refused_params = {k: ELLIOT_BPRMF_REASON for k in (
+        "bias_regularization", "user_regularization", "positive_item_regularization", "negative_item_regularization",
+        "update_negative_item_factors", "update_users", "update_items", "update_bias")}
     params = (
         Param("factors", int, 64, "embedding size"),
         Param("lr", float, 1e-3, "Adam learning rate"),
@@ -98,10 +104,12 @@ class LightGCN(EmbeddingScoring, Recommender):
 
     name = "LightGCN"
     params = (
-        Param("factors", int, 64, "embedding size"),
+        Param("factors", int, 64, "embedding size", aliases=("latent_dim", "embedding_size")),
         Param("n_layers", int, 3, "propagation layers K"),
         Param("lr", float, 1e-3, "Adam learning rate"),
         Param("l_w", float, 1e-4, "L2 weight of the layer-0 embeddings"),
+        Param("normalize", bool, True, "symmetric normalisation of the adjacency (the Elliot forks' switch; "
+              "false, an unnormalised sum, is not implemented)", choices=[True]),
     )
 
     def __init__(self, dataset: Dataset, hp: dict, device: torch.device):

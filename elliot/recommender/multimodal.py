@@ -33,7 +33,8 @@ LOADER_MODALITY = {"VisualAttribute": "visual", "TextualAttribute": "textual", "
 
 MODALITY_PARAMS: Tuple[Param, ...] = (
     Param("modalities", "list[str]", [], "modalities used (default: every side_information modality)"),
-    Param("loaders", "list[str]", [], "Elliot's loader names (accepted for compatibility; modalities decide)"),
+    Param("loaders", "list[str]", [], "Elliot's loader names (accepted for compatibility; modalities decide)",
+          aliases=("loader",)),
 )
 
 

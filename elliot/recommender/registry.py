@@ -9,11 +9,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Dict, Optional, Type
 
-from elliot.errors import ConfigError, unknown_name
+from elliot.errors import ConfigError, did_you_mean, unknown_name
 from elliot.recommender.base import Recommender
 from elliot.recommender.baselines import BPRMF, LightGCN, MostPop
+from elliot.recommender.recfolder import RecommendationFile, RecommendationFolder
 
-BUILTINS: Dict[str, Type[Recommender]] = {cls.name: cls for cls in (MostPop, BPRMF, LightGCN)}
+BUILTINS: Dict[str, Type[Recommender]] = {cls.name: cls for cls in (MostPop, BPRMF, LightGCN, RecommendationFile,
+                                                                    RecommendationFolder)}
+BUILTINS["ProxyRecommender"] = RecommendationFile  # Elliot's name for one stored recommendation file
 
 _REPO_EXTERNAL = Path(__file__).resolve().parents[2] / "external" / "models"
 
@@ -65,9 +68,39 @@ def available_models(external_path: Optional[str] = None) -> Dict[str, Type[Reco
     return names
 
 
+#: Models Elliot 0.3.1, its multimodal forks or MMRec ship that this project does not have (yet): named, so
+#: their configs fail with a reason instead of a bare "unknown model"
+NOT_HERE = {
+    **{n: "an Elliot 0.3.1 built-in" for n in (
+        "BPRMF_batch", "WRMF", "PureSVD", "MF", "FunkSVD", "PMF", "LMF", "NonNegMF", "FM", "LogisticMF", "Random",
+        "MultiDAE", "MultiVAE", "EASER", "KaHFM", "KaHFMBatch", "KaHFMEmbeddings", "NGCF", "RP3beta",
+        "DeepStyle", "ACF", "DVBPR", "VNPR", "ItemKNN", "UserKNN", "AttributeItemKNN", "AttributeUserKNN",
+        "DeepFM", "DMF", "NeuMF", "NFM", "GMF", "NAIS", "UserAutoRec", "ItemAutoRec", "ConvNeuMF", "WideAndDeep",
+        "ConvMF", "NPR", "VSM", "SlopeOne", "AMF", "IRGAN", "CFGAN")},
+    "NGCF": "an Elliot 0.3.1 built-in (also in the multimodal forks)",
+    **{n: "a model of Elliot's multimodal forks (Formal-MultiMod-Rec, Multimodal-RSs-Reproducibility, "
+          "Ducho-meets-Elliot)" for n in ("BM3", "SGL", "MBPR", "NGCFM", "SimGCL")},
+    **{n: "an MMRec model" for n in ("DRAGON", "DualGNN", "MGCN", "LGMRec", "SMORE", "DAMRS", "DA-MRS", "PGL",
+                                     "LayerGCN", "SelfCF", "SELFCFED_LGN", "MVGAE", "MMGCF", "ItemKNNCBF", "DiffMM")},
+}
+
+
 def resolve_model(name: str, external_path: Optional[str] = None) -> Type[Recommender]:
+    """The class of ``experiment.models.<name>``.
+
+    Elliot's spellings resolve too: Elliot ships AMR and VBPR as built-ins (``AMR:``), which live in
+    ``external`` here, and the multimodal forks ship their own ``external.BPRMF`` / ``external.LightGCN``,
+    which are our built-ins."""
     models = available_models(external_path)
     if name in models:
         return models[name]
-    # Elliot accepts built-ins with or without the external prefix in some configs: be helpful
+    bare = name.split(".", 1)[1] if name.startswith("external.") else name
+    if name.startswith("external.") and bare in BUILTINS:
+        return BUILTINS[bare]
+    if not name.startswith("external.") and f"external.{name}" in models:
+        return models[f"external.{name}"]
+    if bare in NOT_HERE:
+        close = did_you_mean(bare, [m.split(".")[-1] for m in models])
+        raise ConfigError(f"experiment.models: '{name}' is {NOT_HERE[bare]} not implemented in this framework"
+                          f"{close}; available: {', '.join(sorted(models))}")
     raise ConfigError(unknown_name("model", name, models, where="experiment.models"))

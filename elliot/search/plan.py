@@ -264,6 +264,10 @@ class HyperoptPlan(TrialPlan):
 
 def plan_trials(model_cls, spec, where: str, seed: int = 42) -> TrialPlan:
     """Type the model's raw YAML parameters by its declared parameter list and plan its trials."""
+    refused = getattr(model_cls, "refused_params", {})
+    for key in spec.params:
+        if key in refused:
+            raise ConfigError(f"{where}.{key}: {refused[key]}")
     space = coerce_params(model_cls.declared_params(), spec.params, where=where)
     alg = spec.meta.hyper_opt_alg
     if alg == "grid":

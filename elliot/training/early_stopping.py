@@ -14,7 +14,12 @@ training loss of the epochs at which validation runs); ``mode`` ``auto`` means `
 checks failed to improve on the check just before it, where "failed to improve" is: got worse, or
 (when given) improved by at most ``min_delta``, or by at most ``rel_delta`` x the previous value, or
 the previous value is not better than ``baseline``.  A metric that oscillates never stops under this
-rule.  ``rule: best`` (Keras / MMRec's ``stopping_step``): stop after ``patience`` consecutive checks
+rule.  ``rule: fork`` (the multimodal forks' ``EarlyStopping``: Formal-MultiMod-Rec,
+Multimodal-RSs-Reproducibility, Ducho-meets-Elliot, Graph-RSs-Reproducibility): stop when none of the
+last ``patience`` checks beats the value ``patience`` checks ago (strictly; with ``min_delta`` /
+``rel_delta``, by more than that margin - the forks' own margin test has its sign reversed, so any
+improvement satisfies it; ours is the evident intent).  The forks also stop on a zero loss; a NaN loss is
+a divergence here.  ``rule: best`` (Keras / MMRec's ``stopping_step``): stop after ``patience`` consecutive checks
 without beating the best value so far by more than ``min_delta``.  Under Elliot's rule a stop needs more
 than ``patience`` observations, and ``patience: 0`` (Elliot's default) never stops.
 
@@ -26,7 +31,7 @@ from __future__ import annotations
 import math
 from typing import Callable, List, Optional
 
-RULES = ("elliot", "best")
+RULES = ("elliot", "fork", "best")
 
 
 class EarlyStopping:
@@ -67,6 +72,20 @@ class EarlyStopping:
             return True
         return False
 
+    def _not_beaten(self, candidate: float, later: float) -> bool:
+        """The forks' test: ``later`` does not beat ``candidate`` (by more than the margins, when given)."""
+        sign = 1.0 if self.mode == "max" else -1.0
+        gain = sign * (later - candidate)
+        if gain < 0:
+            return True
+        if self.min_delta is not None and gain <= self.min_delta:
+            return True
+        if self.rel_delta is not None and gain <= abs(candidate) * self.rel_delta:
+            return True
+        if self.baseline is not None and sign * (candidate - self.baseline) <= 0:
+            return True
+        return False
+
     def update(self, value: float) -> bool:
         """Record one observation; True when training should stop now."""
         self.history.append(float(value))
@@ -78,6 +97,16 @@ class EarlyStopping:
             else:
                 self._bad += 1
             stop = self._bad >= max(self.patience, 1)
+        elif self.rule == "fork":
+            if len(self.history) <= self.patience or self.patience == 0:
+                return False
+            window = self.history[-(self.patience + 1):]
+            candidate = window[0]
+            checks = [self._not_beaten(candidate, v) for v in window[1:]]
+            stop = all(checks)
+            if self.verbose:
+                self.log(f"early stopping on {self.monitor}: {round(candidate, 5)} vs the next "
+                         f"{[round(v, 5) for v in window[1:]]}, not beaten {checks}")
         else:
             if len(self.history) <= self.patience:
                 return False

@@ -29,7 +29,7 @@ class RankingContext:
     n_items: int
     # ---- optional, filled by the Evaluator ----------------------------------------------------
     top_scores: Optional[np.ndarray] = None  # (U, K) float: model score of each top item (-inf: not recommended)
-    gains: Optional[np.ndarray] = None  # (U, K) float: graded gain 2^(r - t + 1) - 1 of the top items, 0 if not relevant
+    gains: Optional[np.ndarray] = None  # (U, K) float: gain 2^(r - t + 1) - 1 of each top item, 0 if not relevant
     ideal_gains: Optional[np.ndarray] = None  # (U, K) float: u's relevant gains sorted descending, 0-padded
     graded: bool = False  # the split's relevant ratings are not all equal (nDCG uses ``gains``)
     relevant_items: Optional[np.ndarray] = None  # (R,) int64: item index of every relevant (u, i), R = sum(n_relevant)

@@ -94,7 +94,8 @@ def parse_complex_metrics(entries, resolve_path: Callable[[str, str], str], wher
             simple = {m.lower(): m for m in simple_metrics}.get(raw_name.lower())
             if simple is not None:
                 raise ConfigError(f"{file}: {loc}.metric: {simple} takes no parameters; list it in simple_metrics")
-            raise ConfigError(f"{file}: {unknown_name('complex metric', raw_name, COMPLEX_METRICS, where=f'{loc}.metric')}")
+            message = unknown_name("complex metric", raw_name, COMPLEX_METRICS, where=f"{loc}.metric")
+            raise ConfigError(f"{file}: {message}")
         spec = COMPLEX_METRICS[name]
         for key in entry:
             if key != "metric" and key not in spec:

@@ -45,7 +45,7 @@ def user_mad_rating(ctx: RankingContext, k: int, user_cluster: np.ndarray, n_clu
     """UserMADrating@k: per-user value = mean score of u's top-k list (Elliot: np.average of the list's
     scores), averaged per user cluster, then MAD."""
     ok = valid(ctx, k)
-    scores = np.where(ok, need(ctx, "top_scores", "UserMADrating")[:, :k], 0.0)
+    scores = np.where(ok, need(ctx, "top_scores", "UserMADrating")[:, :k].astype(np.float64), 0.0)
     per_user = safe_div(scores.sum(1), ok.sum(1))
     return pairwise_mad(_cluster_means(per_user, _user_groups(ctx, user_cluster, "UserMADrating"), n_clusters))
 
@@ -70,7 +70,7 @@ def _item_mad(ctx: RankingContext, k: int, gain: np.ndarray, item_cluster: np.nd
 def item_mad_rating(ctx: RankingContext, k: int, item_cluster: np.ndarray, n_clusters: int) -> float:
     """ItemMADrating@k: per recommended item i, Σ_{u: i ∈ L_u} (ŝ_ui if i ∈ Rel_u else 0) / |{u: i ∈ L_u}|,
     averaged per item cluster, then MAD."""
-    scores = need(ctx, "top_scores", "ItemMADrating")[:, :k]
+    scores = need(ctx, "top_scores", "ItemMADrating")[:, :k].astype(np.float64)
     gain = np.where(ctx.hits[:, :k], scores, 0.0)
     return _item_mad(ctx, k, gain, item_cluster, n_clusters)
 

@@ -78,16 +78,22 @@ class FREEDOM(EmbeddingScoring, MultimodalRecommender):
 
     name = "FREEDOM"
     params = (
-        Param("factors", int, 64, "size of user/item ID embeddings (MMRec embedding_size)"),
-        Param("factors_multimod", int, 64, "size of the projected modality features (MMRec feat_embed_dim)"),
+        Param("factors", int, 64, "size of user/item ID embeddings (MMRec embedding_size)",
+              aliases=("embedding_size",)),
+        Param("factors_multimod", int, 64, "size of the projected modality features (MMRec feat_embed_dim)",
+              aliases=("feat_embed_dim", "multimod_factors")),
         Param("lr", float, 1e-3, "Adam learning rate"),
-        Param("l_w", float, 1e-4, "λ, weight of the per-modality BPR terms (MMRec reg_weight)"),
-        Param("n_layers", int, 1, "convolutions on the frozen item-item graph (MMRec n_mm_layers)"),
+        Param("l_w", float, 1e-4, "λ, weight of the per-modality BPR terms (MMRec reg_weight)",
+              aliases=("reg_weight",)),
+        Param("n_layers", int, 1, "convolutions on the frozen item-item graph (MMRec n_mm_layers)",
+              aliases=("n_mm_layers",)),
         Param("n_ui_layers", int, 2, "LightGCN layers on the user-item graph"),
-        Param("top_k", int, 10, "neighbours per item in the frozen kNN graph (MMRec knn_k)"),
+        Param("top_k", int, 10, "neighbours per item in the frozen kNN graph (MMRec knn_k)",
+              aliases=("knn_k",)),
         Param("mw", "list[float]", [], "weights α_m of the modality kNN graphs, in `modalities` order "
               "(empty: 0.1 for the first, 0.9 split between the others - MMRec mm_image_weight)"),
-        Param("drop", float, 0.8, "fraction of user-item edges pruned each epoch (MMRec dropout)"),
+        Param("drop", float, 0.8, "fraction of user-item edges pruned each epoch (MMRec dropout)",
+              aliases=("dropout",)),
         Param("fuse_modalities", bool, False, "also add the modality scores h_u·h_i^m at inference "
               "(not in the paper; makes the score feature-dependent)"),
     )

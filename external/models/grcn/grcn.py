@@ -334,15 +334,19 @@ class GRCN(EmbeddingScoring, MultimodalRecommender):
     name = "GRCN"
     params = (
         Param("factors", int, 64, "ID embedding size (dim_E)"),
-        Param("dim_latent", int, 64, "size of the per-modality prototypes / content representations (dim_C)"),
-        Param("n_layers", int, 2, "graph convolution layers over the refined graph"),
-        Param("num_routing", int, 3, "routing iterations of the prototypical network"),
+        Param("dim_latent", int, 64, "size of the per-modality prototypes / content representations (dim_C)",
+              aliases=("factors_multimod",)),
+        Param("n_layers", int, 2, "graph convolution layers over the refined graph", aliases=("num_layers",)),
+        Param("num_routing", int, 3, "routing iterations of the prototypical network", aliases=("num_routings",)),
         Param("lr", float, 1e-4, "Adam learning rate"),
         Param("l_w", float, 1e-5, "weight of the mean-square regulariser of ID embeddings and preferences"),
         Param("weight_mode", str, "confid", "how modality affinities are integrated", choices=["confid", "max", "mean"]),
         Param("pruning", bool, True, "drop edges with negative weight (ReLU on the edge weights)"),
-        Param("aggr_mode", str, "add", "aggregation of the refined graph convolution", choices=["add", "mean"]),
+        Param("aggr_mode", str, "add", "aggregation of the refined graph convolution", choices=["add", "mean"],
+              aliases=("aggregation",)),
         Param("has_act", bool, False, "LeakyReLU after every graph convolution"),
+        Param("fusion_mode", str, "concat", "final representation [id ; content] (the paper; the Elliot fork's "
+              "id / mean fusions are not implemented)", choices=["concat"]),
     )
 
     def __init__(self, dataset: Dataset, hp: dict, device: torch.device):

@@ -157,13 +157,15 @@ class MMGCN(EmbeddingScoring, MultimodalRecommender):
     name = "MMGCN"
     params = (
         Param("factors", int, 64, "size of ID embeddings and of every layer's output (dim_x)"),
-        Param("n_layers", int, 2, "graph convolution layers per modality"),
+        Param("n_layers", int, 2, "graph convolution layers per modality", aliases=("num_layers",)),
         Param("lr", float, 1e-4, "Adam learning rate"),
         Param("l_w", float, 1e-5, "weight of the mean-square regulariser of ID embeddings and preferences"),
         Param("factors_multimod", "list[int]", [], "per-modality projection size of the features "
-              "(0 = raw); empty = released code: visual 256, others raw"),
-        Param("aggr_mode", str, "mean", "neighbour aggregation (Eq. 2 / 3)", choices=["mean", "add", "max"]),
-        Param("concate", bool, True, "combination: concatenation (Eq. 6) or element-wise (Eq. 7)"),
+              "(0 or None = raw); empty = released code: visual 256, others raw", none_means=0, low=0),
+        Param("aggr_mode", str, "mean", "neighbour aggregation (Eq. 2 / 3)", choices=["mean", "add", "max"],
+              aliases=("aggregation",)),
+        Param("concate", bool, True, "combination: concatenation (Eq. 6) or element-wise (Eq. 7)",
+              aliases=("concatenation",)),
         Param("has_id", bool, True, "add the ID embedding in every layer (Eq. 5)"),
         Param("fusion", str, "mean", "score: u*·i* over averaged modalities (paper) or Σ_m u_m·i_m",
               choices=["mean", "per_modality"]),

@@ -68,7 +68,8 @@ class VBPR(MultimodalRecommender):
         Param("l_w", float, 0.1, "L2 weight of γ_u, θ_u, γ_i, γ_j"),
         Param("l_b", float, 0.0, "L2 weight of the item biases β_i, β_j"),
         Param("l_e", float, 2e-3, "L2 weight of the projection E and the visual bias β'"),
-        Param("fusion", str, "concat", "how modalities are combined", choices=("concat", "per_modality")),
+        Param("fusion", str, "concat", "how modalities are combined", choices=("concat", "per_modality"),
+              aliases=("comb_mod",)),
         Param("normalize", bool, True, "L2-normalise the projected content E f_i (false: the paper's predictor)"),
     )
 
