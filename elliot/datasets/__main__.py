@@ -29,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="a local archive/file or a URL to use instead of the registry's (same checksum)")
     f.add_argument("--mirror", help="replace scheme and host of URL sources (default: $ELLIOT_DATASETS_MIRROR)")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
+    x = sub.add_parser("export-elliot", help="write ROOT/NAME in the Elliot forks' layout (train.txt, "
+                       "image_feat/<item>.npy, ...)")
+    x.add_argument("name")
+    x.add_argument("--root", default="data", help="folder that holds NAME/ (default: data)")
+    x.add_argument("--out", help="output folder (default: ROOT/NAME_elliot)")
+    x.add_argument("--feature", action="append", default=[], metavar="MODALITY=FILE.npy",
+                   help="a modality's feature matrix in ROOT/NAME (row r = item id r); repeatable")
     return p
 
 
@@ -64,6 +71,18 @@ def main(argv=None) -> int:
         from elliot.datasets.fetch import fetch_dataset
         from elliot.datasets.registry import load_registry
 
+        if args.command == "export-elliot":
+            from pathlib import Path
+
+            from elliot.datasets.elliot_layout import export_elliot_layout
+
+            features = dict(f.split("=", 1) for f in args.feature if "=" in f) or None
+            bad = [f for f in args.feature if "=" not in f]
+            if bad:
+                raise ElliotError(f"--feature {bad[0]!r}: write MODALITY=FILE.npy, e.g. visual=image_feat.npy")
+            export_elliot_layout(Path(args.root) / args.name, args.out or Path(args.root) / f"{args.name}_elliot",
+                                 features=features, name=args.name)
+            return 0
         reg = load_registry(args.registry)
         if args.command == "list":
             _list(reg)

@@ -192,8 +192,8 @@ class Evaluator:
             yield batch, top.cpu().numpy(), top_scores.cpu().numpy()
 
     def rank(self, model, split: str, full_ranks: bool = False) -> RankingContext:
-        """The :class:`RankingContext` of ``split`` (every optional field but ``relevant_neg_above``, which
-        ``full_ranks`` adds: it sorts every user's full score row)."""
+        """The :class:`RankingContext` of ``split``: every optional field, plus ``relevant_neg_above`` (the
+        full-ranking position of every relevant item, for AUC / GAUC) when ``full_ranks`` is true."""
         users = self.evaluated_users(split)
         ratings = self._ratings[split]
         n_items = self.dataset.n_items
@@ -249,6 +249,12 @@ class Evaluator:
             return merge_contexts(parts)
         merged = merge_contexts(parts)
         return dataclasses.replace(merged, candidate_item_counts=candidate_counts)
+
+    def metric_names(self) -> List[str]:
+        """Every result name :meth:`evaluate` reports by default: the simple metrics, then the complex
+        metrics' results under Elliot's names (e.g. ``UserMADrating_Happiness``, ``REO_items:Pop``, one
+        ``RSP-ProbToBeRanked_items:<name>-<cluster>`` per cluster)."""
+        return list(self.metrics) + [n for p in self.complex_metrics for n in p.output_names()]
 
     def evaluate(self, model, split: str = "test", metrics: Optional[Sequence[str]] = None,
                  cutoffs: Optional[Sequence[int]] = None, complex_metrics: Optional[bool] = None) -> EvaluationResult:

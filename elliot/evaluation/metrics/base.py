@@ -9,8 +9,9 @@ Flat per-relevant-item arrays (``relevant_*``) list the relevant items of user 0
 ``n_relevant[u]`` consecutive entries each, in increasing item index within a user.
 
 An entry of the top-K list whose score is ``-inf`` is "not recommended" (a masked or absent item the
-top-k had to take to fill K); list-based metrics count only the finite entries, as Elliot counts only
-the items of a user's list.
+top-k had to take to fill K, e.g. under negative sampling with fewer candidates than K); list-based
+metrics count only the finite entries.  (Elliot's top-k would keep such masked items in the list; the
+two agree whenever a user has at least K candidates.)
 """
 from __future__ import annotations
 
