@@ -32,7 +32,9 @@ class TrialContext:
         return Evaluator(self.dataset, cutoffs=ev.get("cutoffs", [10]), metrics=ev.get("simple_metrics"),
                          relevance_threshold=ev.get("relevance_threshold", 0.0),
                          mask_validation_in_test=ev.get("mask_validation_in_test", True),
-                         batch_size=ev.get("batch_size", 1024), top_k=self.experiment.get("top_k"))
+                         batch_size=ev.get("batch_size", 1024), top_k=self.experiment.get("top_k"),
+                         complex_metrics=ev.get("complex_metrics") or [],
+                         negative_sampling=self.experiment.get("negative_sampling"))
 
 
 @dataclass

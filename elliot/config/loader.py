@@ -12,6 +12,8 @@ from elliot.config.schema import (DATA_KEYS, EVAL_KEYS, EXPERIMENT_KEYS, IGNORED
                                   SPLIT_STRATEGIES, ModelSpec, check_keys, metric_name, parse_execution,
                                   parse_meta)
 from elliot.config import elliot_compat
+from elliot.evaluation.metrics import parse_complex_metrics
+from elliot.evaluation.negative_sampling import parse_negative_sampling
 from elliot.errors import ConfigError, unknown_name
 
 
@@ -104,7 +106,7 @@ class _Resolver:
         out["top_k"] = max(cutoffs) if top_k is None else top_k
         if out["top_k"] < max(cutoffs):
             raise self.err(f"experiment.top_k ({out['top_k']}) must be >= the largest cutoff ({max(cutoffs)})")
-        out["negative_sampling"] = self.negative_sampling(exp.get("negative_sampling"))
+        out["negative_sampling"] = self.negative_sampling(exp.get("negative_sampling"), out["random_seed"])
         out["gpu"] = self._int(exp, "gpu", -1, "experiment")
         execution: Dict[str, Any] = {}  # defaults for every model's meta (trial execution and resume)
         parse_execution(exp, execution, "experiment", self.file)
@@ -151,10 +153,8 @@ class _Resolver:
             raise self.err(f"{where}.{key}: {value!r} must be a positive integer")
         return value
 
-    def negative_sampling(self, ns):
-        if ns is None:
-            return None
-        return ns  # parsed with the evaluator's sampled-metrics support
+    def negative_sampling(self, ns, seed: int):
+        return parse_negative_sampling(ns, self.path, "experiment.negative_sampling", self.file, seed=seed)
 
     def _bool(self, block, key, default, where):
         value = block.get(key, default)
@@ -303,8 +303,6 @@ class _Resolver:
         metrics = [metrics] if isinstance(metrics, str) else metrics
         if not isinstance(metrics, list) or not metrics:
             raise self.err(f"{where}.simple_metrics must be a non-empty list of metric names")
-        if ev.get("complex_metrics"):
-            warnings.warn(f"{self.file}: {where}.complex_metrics are not implemented; ignored")
         threshold = ev.get("relevance_threshold", 0)
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
             raise self.err(f"{where}.relevance_threshold: {threshold!r} is not a number")
@@ -313,7 +311,9 @@ class _Resolver:
                                                     for m in metrics)),
                "relevance_threshold": float(threshold),
                "batch_size": self._positive(ev, "batch_size", 1024, where),
-               "attacks": list(ev.get("attacks") or [])}
+               "attacks": list(ev.get("attacks") or []),
+               "complex_metrics": parse_complex_metrics(ev.get("complex_metrics"), self.path,
+                                                        f"{where}.complex_metrics", self.file)}
         for key, default in (("paired_ttest", False), ("wilcoxon_test", False), ("mask_validation_in_test", True)):
             out[key] = self._bool(ev, key, default, where)
         return out

@@ -5,7 +5,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from elliot.evaluation.stats import pairwise_tests
-from elliot.results.writers import format_table, write_best_params, write_performance, write_stat_tests
+from elliot.results.writers import (format_table, write_best_params, write_performance, write_stat_tests,
+                                    write_triplets)
 
 
 class ReportWriter:
@@ -23,12 +24,15 @@ class ReportWriter:
     def write_all(self, trials: Dict[str, List], best: Optional[Dict[str, object]] = None,
                   final: bool = False) -> List[Path]:
         all_results = [r for rs in trials.values() for r in rs]
-        paths = write_performance(self.folder, all_results, self.cutoffs, self.metrics, self.threshold,
+        columns = result_columns(self.metrics, all_results)
+        paths = write_performance(self.folder, all_results, self.cutoffs, columns, self.threshold,
                                   self.timestamp)
         for model, rs in trials.items():  # Elliot's per-model table of every trial
             safe = model.replace("external.", "")
-            paths += write_performance(self.folder, rs, self.cutoffs, self.metrics, self.threshold,
+            paths += write_performance(self.folder, rs, self.cutoffs, columns, self.threshold,
                                        self.timestamp, prefix=f"rec_{safe}")
+        if final and self.exp.get("print_results_as_triplets"):
+            paths += write_triplets(self.folder, all_results, self.cutoffs, columns, self.threshold, self.timestamp)
         if best:
             paths += write_best_params(self.folder, best, self.metas, self.cutoffs, self.threshold, self.timestamp)
             paths += self._stat_tests(best)
@@ -55,10 +59,21 @@ class ReportWriter:
         return paths
 
 
+def result_columns(simple: List[str], results) -> List[str]:
+    """The simple metrics, then every other result name (complex metrics) in order of appearance."""
+    columns = list(simple)
+    for r in results:
+        for values in (r.test or {}).values():
+            columns += [name for name in values if name not in columns]
+    return columns
+
+
 def final_table(best: Dict[str, object], experiment: dict) -> str:
-    """Test metrics of every model's best configuration (selected on validation) at every cutoff."""
+    """Test metrics of every model's best configuration (selected on validation) at every cutoff.  Complex
+    metrics appear by their summary name (per-cluster probabilities and bias cells are in the TSVs)."""
     ev = experiment.get("evaluation") or {}
-    metrics = list(ev.get("simple_metrics") or [])
+    metrics = [m for m in result_columns(list(ev.get("simple_metrics") or []), [r for r in best.values() if r])
+               if "ProbToBeRanked" not in m and not m.startswith("BiasDisparity")]
     header = ["model", "cutoff"] + metrics + ["best epoch", "selected on", "s/epoch"]
     rows = []
     for model, r in best.items():

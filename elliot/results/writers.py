@@ -57,6 +57,22 @@ def write_performance(folder, results: Sequence, cutoffs: Iterable[int], metrics
     return paths
 
 
+def write_triplets(folder, results: Sequence, cutoffs: Iterable[int], metrics: Sequence[str], threshold: float,
+                   timestamp: str) -> List[Path]:
+    """Elliot's ``print_results_as_triplets``: ``triplets_rec_cutoff_<k>_...tsv`` with ``model metric value``
+    rows, one per configuration and metric."""
+    paths = []
+    for k in cutoffs:
+        lines = ["model\tmetric\tvalue"]
+        for r in results:
+            values = r.test.get(k, {})
+            lines += [f"{r.name}\t{m}\t{_fmt(values[m])}" for m in metrics if m in values]
+        path = performance_path(folder, k, threshold, timestamp, prefix="triplets_rec")
+        _atomic_write(path, "\n".join(lines) + "\n")
+        paths.append(path)
+    return paths
+
+
 def write_best_params(folder, best: Dict[str, object], metas: Dict[str, dict], cutoffs: Iterable[int],
                       threshold: float, timestamp: str) -> List[Path]:
     """Elliot's ``bestmodelparams`` JSON: a list of {meta, recommender, configuration}."""
