@@ -105,6 +105,15 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
     log_path = _setup_logging(Path(exp["path_log_folder"]), timestamp)
     say = _say(progress)
     say(f"config {config_path} -> results in {results_folder}")
+    if exp.get("config_test"):  # Elliot's config test: every model once on mock data, before the real run
+        from elliot.dry_run import dry_run
+
+        dry_run(exp, plans, str(select_device(exp.get("gpu", -1))), say)
+    fetch = exp["data_config"].get("fetch")
+    if fetch:  # data_config.fetch: the catalogue's download (no-op when present), after all validation
+        from elliot.datasets import ensure_dataset
+
+        ensure_dataset(fetch["name"], Path(fetch["root"]), log=say)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dataset = build_dataset(exp, log=logger.info)

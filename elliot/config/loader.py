@@ -65,6 +65,7 @@ class _Resolver:
         self.file = str(path)
         self.base = path.resolve().parent
         self.dataset = ""
+        self.fetching = False
 
     def err(self, msg: str) -> ConfigError:
         return ConfigError(f"{self.file}: {msg}")
@@ -168,6 +169,7 @@ class _Resolver:
             raise self.err(f"{where} is required")
         check_keys(dc, DATA_KEYS, where, self.file)
         dc = dict(dc)
+        fetch = self.fetch_spec(dc.pop("fetch", None), where)
         loader = dc.pop("dataloader", None)
         if loader not in (None, "DataSetLoader"):
             raise self.err(f"{where}.dataloader: {loader!r}: only Elliot's DataSetLoader (interactions + "
@@ -195,7 +197,8 @@ class _Resolver:
                 raise self.err(f"{where}.{key} is required with strategy '{strategy}'")
         for key in ("train_path", "validation_path", "test_path", "dataset_path"):
             if dc.get(key):
-                out[key] = self.path(dc[key], f"{where}.{key}")
+                out[key] = self.path(dc[key], f"{where}.{key}", must_exist=fetch is None)
+        out["fetch"] = fetch
         missing = dc.get("missing_features", "drop")
         if missing not in ("drop", "mean", "zeros"):
             raise self.err(f"{where}.missing_features: '{missing}' is not drop, mean or zeros")
@@ -230,10 +233,33 @@ class _Resolver:
                 raise self.err(f"{loc}: modality '{modality}' is given twice; name them with 'modality: <name>'")
             seen.add(modality)
             out.append({"dataloader": loader, "modality": modality,
-                        "features": self.path(entry[key], f"{loc}.{key}"),
+                        "features": self.path(entry[key], f"{loc}.{key}", must_exist=not self.fetching),
                         "item_mapping": self.path(entry["item_mapping"], f"{loc}.item_mapping")
                         if entry.get("item_mapping") else None})
         return out
+
+    def fetch_spec(self, value, where: str):
+        """``data_config.fetch``: ``true`` (the catalogue dataset named like experiment.dataset), a name, or
+        ``{name, root}``; the dataset is fetched into ``root`` (default ``../data`` from the config's folder)
+        after the whole config is validated, before the data is read (a no-op when present)."""
+        if value in (None, False):
+            self.fetching = False
+            return None
+        if value is True:
+            value = {"name": self.dataset}
+        elif isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict) or set(value) - {"name", "root"}:
+            raise self.err(f"{where}.fetch: {value!r}: write true, a catalogue name, or {{name: ..., root: ...}}")
+        from elliot.datasets.registry import load_registry
+
+        registry = load_registry(None)
+        name = str(value.get("name") or self.dataset)
+        if name not in registry.names():
+            raise self.err(f"{where}.fetch: {unknown_name('catalogue dataset', name, registry.names())}")
+        root = self.path(value.get("root", "../data"), f"{where}.fetch.root", must_exist=False)
+        self.fetching = True
+        return {"name": name, "root": root}
 
     def prefiltering(self, pf) -> list:
         if pf is None:

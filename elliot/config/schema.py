@@ -17,7 +17,7 @@ IGNORED_ELLIOT_KEYS = {
     "path_log_level": "the log level is INFO; warnings also go to the console",
 }
 DATA_KEYS = {"strategy", "train_path", "validation_path", "test_path", "dataset_path", "header", "separator",
-             "side_information", "missing_features", "root_folder", "dataloader"}
+             "side_information", "missing_features", "root_folder", "dataloader", "fetch"}
 EVAL_KEYS = {"cutoffs", "simple_metrics", "complex_metrics", "relevance_threshold", "paired_ttest",
              "wilcoxon_test", "mask_validation_in_test", "batch_size", "attacks"}
 LOADERS = {"VisualAttribute": ("visual_features", "visual"), "TextualAttribute": ("textual_features", "textual"),
@@ -44,6 +44,12 @@ def metric_name(name: str, where: str, file: str) -> str:
     lowered = {m.lower(): m for m in METRICS}
     if str(name).lower() in lowered:
         return lowered[str(name).lower()]
+    from elliot.evaluation.metrics import COMPLEX_METRICS
+
+    if str(name).lower() in {m.lower() for m in COMPLEX_METRICS}:
+        raise ConfigError(f"{file}: {where}: '{name}' needs parameters (a clustering or feature file): list it "
+                          f"under evaluation.complex_metrics, e.g. {{metric: {name}, clustering_name: ..., "
+                          "clustering_file: ...}")
     raise ConfigError(f"{file}: {unknown_name('metric', name, METRICS, where=where)}")
 
 
