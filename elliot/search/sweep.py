@@ -129,8 +129,9 @@ def run_sweep(name: str, plan, store: TrialStore, executor, ctx, *, fingerprint:
                     except OSError as exc:
                         raise ResultsWriteError(
                             f"{name}: trial {result.name[:80]} finished and is stored in {store.path}, but writing "
-                            f"its history/recs/weights failed: {exc.strerror or exc} ({exc.filename}); fix the "
-                            "folder and rerun the config: the trial is reused, not trained again") from None
+                            f"its history/recs/weights failed: {exc.strerror or exc} ({exc.filename}); a rerun "
+                            "reuses the stored trial (with meta.reuse_trials: false it trains again and writes "
+                            "the files)") from None
                     logger.info("trial %s finished in %.1f s: validation %s %.4f (best epoch %d)", result.name,
                                 outcome.seconds, metric, plan.validation_score(result), result.best_epoch)
                 out.ran += 1

@@ -1,0 +1,203 @@
+"""Run the experiment files of Elliot and its multimodal forks against this framework, as written.
+
+    python benchmarks/elliot_configs.py --configs FOLDER [--epochs 2] [--only PATTERN]
+
+FOLDER holds their YAML files (e.g. ``config_files/`` of sisinflab/elliot, Formal-MultiMod-Rec,
+Multimodal-RSs-Reproducibility, Ducho-meets-Elliot, fetched beside this checkout; nothing of theirs is
+committed here).  Every file is run unchanged except for three things, each said in the report:
+
+* the data: every dataset a file names is a folder in the forks' layout made from ``../shared/data``:
+  TikTok's interactions as ``train.txt`` / ``val.txt`` / ``test.txt`` (and the other file names the
+  configs use: ``train.tsv``, ``validation.tsv``, ``*_indexed.tsv``, ...), ``image_feat/<item>.npy``
+  (TikTok's visual vectors) and ``text_feat/<item>.npy`` (TikTok has no text: its AUDIO vectors stand in,
+  so the configs' textual branch runs on audio features); ``dataset.tsv`` / ``reviews.tsv`` are the
+  TikTok interactions in one file, or MovieLens 100K's ``u.data`` for the movielens datasets
+  (timestamps, for temporal splits).  The numbers are therefore not Amazon's; they show the files run.
+* ``epochs`` is cut to ``--epochs`` and every grid to its first point (one trial per model);
+* models this framework lacks are removed from the file and listed.
+
+Writes ``docs/elliot_configs.md`` (a row per file) and ``benchmarks/elliot_configs_runs.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from elliot.errors import ElliotError  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+SPLIT_NAMES = {"train": ("train.txt", "train.tsv", "train_indexed.tsv", "trainingset.tsv"),
+               "val": ("val.txt", "val.tsv", "validation.tsv", "val_indexed.tsv", "validationset.tsv"),
+               "test": ("test.txt", "test.tsv", "test_indexed.tsv", "testset.tsv")}
+
+
+def build_data(root: Path) -> Path:
+    """The TikTok folder in the forks' layout, once: ``root/_tiktok`` (see the module doc)."""
+    from elliot.datasets.elliot_layout import export_elliot_layout
+
+    base = root / "_tiktok"
+    if not (base / "train.txt").exists():
+        export_elliot_layout(SHARED / "tiktok", base, name="tiktok", log=lambda msg: None)
+        rows = [l for f in ("train.txt", "val.txt", "test.txt") for l in (base / f).read_text().splitlines()]
+        (base / "all.tsv").write_text("\n".join(rows) + "\n")
+    return base
+
+
+def dataset_folder(root: Path, base: Path, name: str) -> None:
+    folder = root / name
+    if folder.exists():
+        return
+    folder.mkdir(parents=True)
+    for split, names in SPLIT_NAMES.items():
+        for n in names:
+            os.symlink(base / f"{split}.txt", folder / n)
+    os.symlink(base / "image_feat", folder / "image_feat", target_is_directory=True)
+    os.symlink(base / "audio_feat", folder / "text_feat", target_is_directory=True)  # stand-in, see module doc
+    os.symlink(base / "audio_feat", folder / "audio_feat", target_is_directory=True)
+    whole = SHARED / "ml100k" / "u.data" if "movielens" in name else base / "all.tsv"
+    for n in ("dataset.tsv", "reviews.tsv"):
+        os.symlink(whole, folder / n)
+
+
+def feature_folders(root: Path, base: Path, exp: dict) -> None:
+    """The feature folders a config names (e.g. ``../data/{0}/visual_embeddings_indexed/torch/ResNet50/avgpool``),
+    as links to the stand-in vectors of their modality."""
+    entries = (exp.get("data_config") or {}).get("side_information") or []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        for key, value in (entry or {}).items():
+            if not (key.endswith("_features") and isinstance(value, str) and "../data/{0}/" in value):
+                continue
+            target = root / str(exp.get("dataset")) / value.split("../data/{0}/", 1)[1].rstrip("/")
+            source = base / ("image_feat" if key.startswith("visual") else "audio_feat")
+            if not target.exists() and not target.is_symlink():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(source, target, target_is_directory=True)
+
+
+def _numeric(text) -> bool:
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def first_point(value):
+    """A grid's first value: a YAML list of numbers (YAML 1.1 reads ``1e-5`` as a string) or of lists;
+    hyperopt spaces (``[loguniform, -10, -1]``) and lists of names stay as they are."""
+    if isinstance(value, list) and value and (not isinstance(value[0], str) or _numeric(value[0])):
+        return value[0]
+    return value
+
+
+def rewrite(doc: dict, epochs: int) -> tuple:
+    from elliot.recommender.registry import resolve_model
+
+    exp = doc["experiment"]
+    exp["external_models_path"] = str(ROOT / "external" / "models" / "__init__.py")
+    kept, absent = {}, []
+    for name, block in (exp.get("models") or {}).items():
+        try:
+            cls = resolve_model(str(name))
+        except ElliotError:
+            absent.append(str(name))
+            continue
+        block = dict(block or {})
+        for key, value in list(block.items()):
+            if key not in ("meta", "early_stopping"):
+                block[key] = first_point(value)
+        if "epochs" in block or cls.trainable:
+            block["epochs"] = min(int(float(block.get("epochs", epochs))), epochs)
+        kept[name] = block
+    exp["models"] = kept
+    return doc, absent
+
+
+def run_one(path: Path, work: Path, base: Path, epochs: int, seen: dict) -> dict:
+    from elliot.run import run_experiment
+
+    record = {"file": path.name, "models": [], "absent": [], "status": "", "metrics": {}, "seconds": 0.0}
+    doc = yaml.safe_load(path.read_text())
+    exp = doc.get("experiment") or {}
+    dataset_folder(work / "data", base, str(exp.get("dataset")))
+    feature_folders(work / "data", base, exp)
+    doc, record["absent"] = rewrite(doc, epochs)
+    record["models"] = list(doc["experiment"]["models"])
+    if not record["models"]:
+        record["status"] = "no model of this file exists here"
+        return record
+    shape = json.dumps({**doc["experiment"], "dataset": None}, sort_keys=True, default=str)
+    if shape in seen:  # the same file for another dataset: the data stand-in makes it the same run
+        record.update(status=f"same as {seen[shape]} once the data is the stand-in", duplicate=True)
+        return record
+    seen[shape] = path.name
+    config = work / "config_files" / path.name
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = run_experiment(config, progress=False)
+        record["status"] = "ok"
+        for model, best in result.best.items():
+            k = min(best.test)
+            record["metrics"][model] = {f"{m}@{k}": round(v, 4) for m, v in list(best.test[k].items())[:2]}
+    except ElliotError as exc:
+        record["status"] = f"refused: {str(exc).splitlines()[0][:300]}"
+    except Exception as exc:  # a bug here: recorded, the next file runs
+        record["status"] = f"CRASH {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    record["seconds"] = round(time.perf_counter() - start, 1)
+    return record
+
+
+def report(records, epochs: int) -> str:
+    ok = sum(r["status"] == "ok" for r in records)
+    same = sum(bool(r.get("duplicate")) for r in records)
+    lines = [f"# Elliot and fork experiment files run here ({ok} of {len(records) - same} distinct files ran to the "
+             f"final table; {same} more are the same run on the stand-in data)", "",
+             "From `python benchmarks/elliot_configs.py` (see its docstring for the three changes: the data "
+             f"stand-in, epochs cut to {epochs} and grids to their first point, absent models removed).", "",
+             "| file | models run | models absent here | outcome | first metrics of each model |",
+             "|---|---|---|---|---|"]
+    for r in records:
+        metrics = "; ".join(f"{m}: " + ", ".join(f"{k} {v}" for k, v in vals.items())
+                            for m, vals in r["metrics"].items())
+        lines.append(f"| {r['file']} | {', '.join(r['models'])} | {', '.join(r['absent'])} | "
+                     f"{r['status'].replace('|', '/')} | {metrics} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", required=True, type=Path)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--only", default="", help="run only files whose name contains this")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "elliot_configs.md")
+    args = ap.parse_args()
+    files = sorted(p for p in args.configs.glob("*.y*ml") if args.only in p.name)
+    with tempfile.TemporaryDirectory(prefix="elliot-configs-") as tmp:
+        work = Path(tmp)
+        (work / "config_files").mkdir()
+        base = build_data(work / "data")
+        records, seen = [], {}
+        for path in files:
+            record = run_one(path, work, base, args.epochs, seen)
+            records.append(record)
+            print(f"{path.name}: {record['seconds']:.1f}s {record['status'][:400]}", flush=True)
+    args.out.write_text(report(records, args.epochs))
+    (ROOT / "benchmarks" / "elliot_configs_runs.json").write_text(json.dumps(records, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
