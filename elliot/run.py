@@ -94,9 +94,13 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
     plans = {}
     seed = 42 if exp.get("random_seed") is None else int(exp["random_seed"])
     for name, spec in cfg.models.items():
-        cls = resolve_model(name, external)
         where = f"experiment.models.{name}"
-        plans[name] = (cls, spec, plan_trials(cls, spec, where=where, seed=seed))
+        try:
+            cls = resolve_model(name, external)
+            plans[name] = (cls, spec, plan_trials(cls, spec, where=where, seed=seed))
+        except ConfigError as exc:  # every config error names the file
+            message = str(exc)
+            raise ConfigError(message if message.startswith(cfg.file) else f"{cfg.file}: {message}") from None
     execution = {name: _execution(spec.meta, exp, f"experiment.models.{name}.meta")
                  for name, (_, spec, _) in plans.items()}
 

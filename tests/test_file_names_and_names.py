@@ -52,10 +52,10 @@ def test_elliot_model_names_resolve():
     assert resolve_model("external.BPRMF") is resolve_model("BPRMF")
     assert resolve_model("external.LightGCN") is resolve_model("LightGCN")
     assert resolve_model("RecommendationFolder").name == "RecommendationFolder"
-    with pytest.raises(ConfigError, match="'external.BM3' is a model of Elliot's multimodal forks"):
-        resolve_model("external.BM3")
-    with pytest.raises(ConfigError, match="'NGCF' is an Elliot 0.3.1 built-in"):
-        resolve_model("NGCF")
+    with pytest.raises(ConfigError, match="'external.NGCFM' is a model of Elliot's multimodal forks"):
+        resolve_model("external.NGCFM")
+    with pytest.raises(ConfigError, match="'EASER' is an Elliot 0.3.1 built-in"):
+        resolve_model("EASER")
     with pytest.raises(ConfigError, match="did you mean 'external.LightGCNM'"):
         resolve_model("external.LightGCNN")
 

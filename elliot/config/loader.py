@@ -24,6 +24,7 @@ class ExperimentConfig:
         self.path = path
         self._experiment = experiment
         self.models = models
+        self.file = str(path)
         self.results_folder = str(Path(experiment["path_output_rec_performance"]).parent)
 
     def experiment_dict(self) -> dict:

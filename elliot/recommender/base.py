@@ -67,6 +67,17 @@ class Recommender(nn.Module):
         for key, value in self.hp.items():
             if not hasattr(self, key):
                 setattr(self, key, value)
+        problem = type(self).check_params(self.hp)
+        if problem:
+            from elliot.errors import ConfigError
+
+            raise ConfigError(f"{self.name}: {problem}")
+
+    @classmethod
+    def check_params(cls, params: Dict[str, object]) -> Optional[str]:
+        """Why a typed configuration cannot be built (None when it can): checked for every grid
+        configuration when the config is read, and again when the model is built."""
+        return None
 
     @classmethod
     def declared_params(cls) -> Tuple[Param, ...]:

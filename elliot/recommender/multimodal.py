@@ -31,6 +31,15 @@ from elliot.recommender.base import Recommender
 #: Elliot's loader names -> our default modality names.
 LOADER_MODALITY = {"VisualAttribute": "visual", "TextualAttribute": "textual", "AudioAttribute": "audio"}
 
+
+
+def loader_modality(name: str) -> str:
+    """Modality of an Elliot loader name in any of Elliot's spellings (``VisualAttributes``, ...)."""
+    from elliot.config.elliot_compat import LOADER_SPELLINGS
+
+    return LOADER_MODALITY.get(LOADER_SPELLINGS.get(str(name).lower(), str(name)), str(name))
+
+
 MODALITY_PARAMS: Tuple[Param, ...] = (
     Param("modalities", "list[str]", [], "modalities used (default: every side_information modality)"),
     Param("loaders", "list[str]", [], "Elliot's loader names (accepted for compatibility; modalities decide)",
@@ -53,7 +62,7 @@ class MultimodalRecommender(Recommender):
         requested = list(self.hp.get("modalities") or [])
         if not requested:
             loaders = list(self.hp.get("loaders") or [])
-            requested = [LOADER_MODALITY.get(name, name) for name in loaders] or available
+            requested = [loader_modality(name) for name in loaders] or available
         if not available:
             raise ConfigError(f"model {self.name} needs item features but experiment.data_config has no "
                               "side_information entries")

@@ -116,6 +116,10 @@ class GridPlan(TrialPlan):
         if callable(expand):  # a model that is several configurations by itself (RecommendationFolder)
             self._grid = [c for config in self._grid for c in expand(config, where)]
         self._next = 0
+        for config in self._grid:  # a configuration the model cannot build fails now, not after the others ran
+            problem = model_cls.check_params(config) if hasattr(model_cls, "check_params") else None
+            if problem:
+                raise ConfigError(f"{where}: {problem}")
         if self.meta.hyper_max_evals is not None and len(self._grid) > 1:
             self.notes.append(f"{where}.meta.hyper_max_evals is ignored with hyper_opt_alg grid "
                               f"({len(self._grid)} configurations)")

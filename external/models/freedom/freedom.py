@@ -98,14 +98,19 @@ class FREEDOM(EmbeddingScoring, MultimodalRecommender):
               "(not in the paper; makes the score feature-dependent)"),
     )
 
+    @classmethod
+    def check_params(cls, params: Dict[str, object]):
+        k, km = int(params.get("factors", 64)), int(params.get("factors_multimod", 64))
+        if params.get("fuse_modalities") and k != km:
+            return f"fuse_modalities needs factors == factors_multimod ({k} != {km})"
+        if float(params.get("l_w", 1e-4)) > 0 and k != km:  # the modality BPR term: user IDs vs projected features
+            return (f"l_w > 0 scores the {k}-d user embeddings against the {km}-d projected features, so factors "
+                    "must equal factors_multimod (or set l_w: 0)")
+        return None
+
     def __init__(self, dataset: Dataset, hp: dict, device: torch.device):
         super().__init__(dataset, hp, device)
         k, km = int(self.factors), int(self.factors_multimod)
-        if self.fuse_modalities and k != km:
-            raise ConfigError(f"FREEDOM: fuse_modalities needs factors == factors_multimod ({k} != {km})")
-        if float(self.l_w) > 0 and k != km:  # the modality BPR term scores user IDs against projected features
-            raise ConfigError(f"FREEDOM: l_w > 0 scores the {k}-d user embeddings against the {km}-d projected "
-                              f"features, so factors must equal factors_multimod (or set l_w: 0)")
         # user and item ID embeddings in one table [E_u; E_i] (saves a concatenation per batch), each block
         # Xavier-uniform initialised on its own shape as MMRec's two nn.Embedding tables
         users, items = torch.empty(self.n_users, k), torch.empty(self.n_items, k)
