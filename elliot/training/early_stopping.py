@@ -58,31 +58,20 @@ class EarlyStopping:
         return cls(monitor=block.get("monitor") or default_monitor, log=log, **kwargs)
 
     # ---- the rules -------------------------------------------------------------------------
-    def _not_improving(self, previous: float, current: float) -> bool:
-        """Elliot's ``check_conditions`` for one pair, oriented so that larger is better."""
+    def _fails_to_beat(self, reference: float, value: float) -> bool:
+        """Elliot's ``check_conditions`` for one pair, oriented by ``mode``: ``value`` got worse than
+        ``reference``, or (when given) improved by at most ``min_delta`` / ``rel_delta`` x reference, or
+        ``reference`` is not better than ``baseline``.  Elliot applies it to consecutive checks, the forks
+        to (the check ``patience`` checks ago, each later one)."""
         sign = 1.0 if self.mode == "max" else -1.0
-        gain = sign * (current - previous)
+        gain = sign * (value - reference)
         if gain < 0:
             return True
         if self.min_delta is not None and gain <= self.min_delta:
             return True
-        if self.rel_delta is not None and gain <= abs(previous) * self.rel_delta:
+        if self.rel_delta is not None and gain <= abs(reference) * self.rel_delta:
             return True
-        if self.baseline is not None and sign * (previous - self.baseline) <= 0:
-            return True
-        return False
-
-    def _not_beaten(self, candidate: float, later: float) -> bool:
-        """The forks' test: ``later`` does not beat ``candidate`` (by more than the margins, when given)."""
-        sign = 1.0 if self.mode == "max" else -1.0
-        gain = sign * (later - candidate)
-        if gain < 0:
-            return True
-        if self.min_delta is not None and gain <= self.min_delta:
-            return True
-        if self.rel_delta is not None and gain <= abs(candidate) * self.rel_delta:
-            return True
-        if self.baseline is not None and sign * (candidate - self.baseline) <= 0:
+        if self.baseline is not None and sign * (reference - self.baseline) <= 0:
             return True
         return False
 
@@ -102,7 +91,7 @@ class EarlyStopping:
                 return False
             window = self.history[-(self.patience + 1):]
             candidate = window[0]
-            checks = [self._not_beaten(candidate, v) for v in window[1:]]
+            checks = [self._fails_to_beat(candidate, v) for v in window[1:]]
             stop = all(checks)
             if self.verbose:
                 self.log(f"early stopping on {self.monitor}: {round(candidate, 5)} vs the next "
@@ -111,7 +100,7 @@ class EarlyStopping:
             if len(self.history) <= self.patience:
                 return False
             window = self.history[-(self.patience + 1):]
-            checks = [self._not_improving(a, b) for a, b in zip(window, window[1:])]
+            checks = [self._fails_to_beat(a, b) for a, b in zip(window, window[1:])]
             stop = bool(checks) and all(checks)
             if self.verbose:
                 self.log(f"early stopping on {self.monitor}: last {len(window)} values "
