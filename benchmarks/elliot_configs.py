@@ -142,7 +142,11 @@ def run_one(path: Path, work: Path, base: Path, epochs: int, seen: dict) -> dict
         record.update(status=f"same as {seen[shape]} once the data is the stand-in", duplicate=True)
         return record
     seen[shape] = path.name
-    config = work / "config_files" / path.name
+    own = work / "runs" / path.stem  # a folder per file: its results (and trials) are its own
+    (own / "config_files").mkdir(parents=True, exist_ok=True)
+    if not (own / "data").exists():
+        os.symlink(work / "data", own / "data", target_is_directory=True)
+    config = own / "config_files" / path.name
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     start = time.perf_counter()
     try:
