@@ -97,6 +97,9 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
         where = f"experiment.models.{name}"
         try:
             cls = resolve_model(name, external)
+            problem = _task_problem(cls, spec, exp)
+            if problem:
+                raise ConfigError(f"{where}: {problem}")
             plans[name] = (cls, spec, plan_trials(cls, spec, where=where, seed=seed))
         except ConfigError as exc:  # every config error names the file
             message = str(exc)
@@ -195,6 +198,29 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
     logger.info("\n%s", outcome.table)
     say(f"log: {log_path}")
     return outcome
+
+
+def _task_problem(cls, spec, exp: dict) -> Optional[str]:
+    """Why a model's task cannot be evaluated by the experiment (None when it can): a rating model
+    (``task: rating``) is evaluated only by the rating errors over the split's pairs."""
+    if getattr(cls, "task", "ranking") != "rating":
+        return None
+    from elliot.evaluation.metrics.rating import RATING_METRICS
+
+    ev = exp.get("evaluation") or {}
+    names = ", ".join(sorted(RATING_METRICS))
+    ranking = [m for m in ev.get("simple_metrics") or [] if m not in RATING_METRICS]
+    if ranking:
+        return (f"{cls.name or cls.__name__} is a rating-prediction model (evaluated on every pair of the split by "
+                f"{names}); evaluation.simple_metrics has ranking metrics {ranking}: list only {names}, and run "
+                "ranking models in another experiment")
+    for present, what in ((ev.get("complex_metrics"), "evaluation.complex_metrics"),
+                          (ev.get("attacks"), "evaluation.attacks"),
+                          (exp.get("negative_sampling"), "negative_sampling"),
+                          (spec.defense, "the defense block"), (spec.training, "the training block")):
+        if present:
+            return f"{cls.name or cls.__name__} is a rating-prediction model: {what} applies to ranking models only"
+    return None
 
 
 def _resolved(cfg, plans, execution) -> dict:

@@ -181,10 +181,15 @@ def _early_stopping(meta) -> Optional[dict]:
 
 
 def collect_artefacts(model, evaluator: Evaluator, meta) -> dict:
-    """What a trial leaves besides its record: top-k recommendations and weights when asked for."""
+    """What a trial leaves besides its record: top-k recommendations (a rating model: the predicted rating of
+    every test pair) and weights when asked for."""
     out = {}
     if getattr(meta, "save_recs", False):
-        out["recs"] = evaluator.recommendations(model)
+        if getattr(model, "task", "ranking") == "rating":  # every test pair with its predicted rating
+            ctx = evaluator.rating_context(model, "test")
+            out["recs"] = (ctx.users, ctx.items, ctx.predictions)
+        else:
+            out["recs"] = evaluator.recommendations(model)
     if getattr(meta, "save_weights", False):
         out["weights"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return out

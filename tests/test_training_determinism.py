@@ -13,7 +13,7 @@ from elliot.recommender.registry import resolve_model
 from tests.helpers import random_dataset
 
 MODELS = ["BPRMF", "LightGCN", "external.VBPR", "external.AMR", "external.LightGCNM", "external.MMGCN",
-          "external.GRCN", "external.SLMRec", "external.FREEDOM", "external.LATTICE"]
+          "external.GRCN", "external.SLMRec", "external.FREEDOM", "external.LATTICE", "external.BM3", "NGCF"]
 
 
 @pytest.fixture(scope="module")

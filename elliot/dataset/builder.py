@@ -9,7 +9,9 @@ Pipeline (all vectorised over rows):
 3. side information: items lacking a modality are dropped from every split (``missing_features: drop``,
    Elliot's behaviour) or imputed later (``mean`` / ``zeros``);
 4. prefiltering: on the whole data for ``dataset``, on the training split for ``fixed`` / ``mmrec``;
-5. splitting (``dataset`` only), optionally saved to disk with raw ids;
+5. splitting (``dataset``), optionally saved to disk with raw ids; for ``fixed`` without a
+   ``validation_path``, ``splitting.validation_splitting`` carves the validation split out of the training
+   file (the test file stays the test split), e.g. ML-100K's u1.base / u1.test with a 10% validation;
 6. internal indices from the TRAIN users/items (sorted by raw id, numerically when all are integers);
    validation/test rows with unseen users or items, or repeating a training pair, are dropped;
 7. CSR matrices and feature matrices aligned with ``item_ids``.
@@ -30,7 +32,7 @@ from elliot.dataset.dataset import Dataset
 from elliot.dataset.prefiltering import apply_prefilters
 from elliot.dataset.readers import Table, read_table
 from elliot.dataset.side_information import load_modality, parse_entries
-from elliot.dataset.splitting import split
+from elliot.dataset.splitting import holdout, split
 from elliot.errors import ConfigError, DataError, unknown_name
 
 STRATEGIES = ("fixed", "dataset", "mmrec")
@@ -212,6 +214,25 @@ def build_dataset(experiment: dict, log: Optional[Callable[[str], None]] = None)
         timestamps = None if ts_all is None else ts_all[src]
         part = split(splitting, users, seed, timestamps, split_source, say)
         has_val = bool(np.count_nonzero(part == 1)) or bool(splitting.get("validation_splitting"))
+    elif strategy == "fixed" and splitting.get("validation_splitting"):
+        if has_val:
+            raise ConfigError("data_config.validation_path and splitting.validation_splitting both give a "
+                              "validation split; keep one")
+        spec = splitting["validation_splitting"]
+        ts = None
+        if spec.get("strategy") in ("temporal_hold_out", "fixed_timestamp"):
+            if any(t.timestamps is None for t in tables):
+                raise DataError(f"{dc.get('train_path')}: splitting.validation_splitting strategy "
+                                f"'{spec.get('strategy')}' needs a timestamp column (user item rating timestamp)")
+            ts = np.concatenate([t.timestamps for t in tables])[src]
+        rows = np.flatnonzero(part == 0)
+        held = holdout(spec, users[rows], seed + 1, None if ts is None else ts[rows], str(dc.get("train_path")),
+                       "splitting.validation_splitting")
+        part = part.copy()
+        part[rows[held]] = 1
+        has_val = True
+        say(f"validation carved from the training file ({spec.get('strategy')}): train "
+            f"{int((part == 0).sum())}, validation {int((part == 1).sum())}, test {int((part == 2).sum())}")
 
     # 6. train-based indices; drop what cannot be evaluated
     train = part == 0

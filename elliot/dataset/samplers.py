@@ -1,4 +1,9 @@
-"""Training-triple samplers.
+"""Training samplers: the sampler decides the batch kind (``batch_kind``, mapped to a batch class by
+:data:`elliot.recommender.base.BATCH_TYPES` in the trainer; this module knows nothing of models).
+
+* :class:`BPRSampler` (``batch_kind = "triplets"``): BPR triples (users, pos_items, neg_items), ranking;
+* :class:`RatingSampler` (``batch_kind = "ratings"``): the training split's (users, items, ratings),
+  rating prediction.
 
 :class:`BPRSampler` -- one epoch visits every training interaction ``(u, i)`` once, in a seeded random
 order, and pairs it with a negative item ``j`` drawn uniformly among the items ``u`` has NOT interacted
@@ -20,6 +25,7 @@ Triples = Tuple[np.ndarray, np.ndarray, np.ndarray]
 class BPRSampler:
     """Uniform BPR triples ``(users, pos_items, neg_items)`` (int64) over a CSR training matrix."""
 
+    batch_kind = "triplets"
     chunk_rows = 1 << 20  # triples drawn per vectorised step (batches are sliced from a chunk)
     bitmap_max_bits = 1 << 30  # users x items up to this size: membership by a bitmap (<= 128 MiB)
 
@@ -104,3 +110,40 @@ class BPRSampler:
             for b0 in range(0, len(idx), batch_size):
                 sl = slice(b0, b0 + batch_size)
                 yield u[sl], i[sl], j[sl]
+
+
+class RatingSampler:
+    """The training ratings as (users int64, items int64, ratings float32) batches: one epoch visits every
+    stored (u, i) of the CSR training matrix once, in an order drawn by the sampler's own
+    ``np.random.default_rng(seed)`` (a fresh permutation per epoch; the same seed gives the same epochs).
+    Vectorised: one permutation and three gathers per epoch, batches are slices."""
+
+    batch_kind = "ratings"
+
+    def __init__(self, train: sp.spmatrix, seed: int = 42):
+        csr = sp.csr_matrix(train)
+        if not csr.has_canonical_format:
+            csr = csr.copy()
+            csr.sum_duplicates()
+        self.n_users, self.n_items = csr.shape
+        counts = np.diff(csr.indptr).astype(np.int64)
+        self.users = np.repeat(np.arange(self.n_users, dtype=np.int64), counts)
+        self.items = csr.indices.astype(np.int64)
+        self.ratings = np.asarray(csr.data, dtype=np.float32)
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        """Ratings per epoch (= stored training entries)."""
+        return len(self.items)
+
+    def n_batches(self, batch_size: int) -> int:
+        return -(-len(self.items) // max(int(batch_size), 1))
+
+    def epoch(self, batch_size: int) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Yield the epoch's batches (the last one may be smaller)."""
+        batch_size = max(int(batch_size), 1)
+        perm = self.rng.permutation(len(self.items))
+        u, i, r = self.users[perm], self.items[perm], self.ratings[perm]
+        for b0 in range(0, len(perm), batch_size):
+            sl = slice(b0, b0 + batch_size)
+            yield u[sl], i[sl], r[sl]

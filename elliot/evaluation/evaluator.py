@@ -1,4 +1,5 @@
-"""Full-ranking evaluation, batched over users; talks to any model through ``score(users)``.
+"""Full-ranking evaluation, batched over users; talks to any model through ``score(users)``; rating
+models (``model.task == "rating"``) are evaluated on their rating predictions instead (below).
 
 Protocol: every item is a candidate; the user's training items are masked (-inf); at test time the
 validation items are masked too when ``mask_validation_in_test`` is true (our default: a known
@@ -11,6 +12,12 @@ Sampled evaluation (Elliot's ``negative_sampling``, see :mod:`elliot.evaluation.
 user's candidates are its split items plus its negatives; every other item scores -inf, then the masks
 apply as above.  Complex metrics (Elliot's ``complex_metrics``, see :mod:`elliot.evaluation.metrics.complex`)
 are computed with the simple ones and reported under Elliot's result names.
+
+Rating task (:meth:`Evaluator.evaluate` with a model whose ``task`` is ``"rating"``): the model's
+``predict(users, items)`` is called, in batches of ``pair_batch_size`` pairs, on EVERY stored (user, item)
+pair of the split, and MAE / MSE / RMSE are the pair-averaged errors against the split ratings
+(:mod:`elliot.evaluation.metrics.rating`); the relevance threshold, the masks, negative sampling and the
+cutoffs do not apply (the values are repeated at every cutoff so the result layout is the same).
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import torch
 from elliot.dataset.dataset import Dataset
 from elliot.evaluation.metrics import (RankingContext, compute_metrics, merge_contexts, needs_full_ranks,
                                       prepare_complex_metrics)
+from elliot.evaluation.metrics.rating import RatingContext, compute_rating_metrics
 from elliot.evaluation.negative_sampling import negatives_for_split
 
 
@@ -98,6 +106,7 @@ class Evaluator:
         self.relevance_threshold = float(relevance_threshold)
         self.mask_validation_in_test = mask_validation_in_test
         self.batch_size = int(batch_size)
+        self.pair_batch_size = max(self.batch_size, 1) * 64  # rating task: pairs per predict call
         self.top_k = max(int(top_k or 0), self.cutoffs[-1])
         self.popularity = dataset.item_popularity()
         self._n_train = np.diff(dataset.train.indptr).astype(np.int64)
@@ -263,11 +272,41 @@ class Evaluator:
         if split not in self._relevant:
             raise ValueError(f"the dataset has no {split} split")
         names = list(metrics or self.metrics)
+        if getattr(model, "task", "ranking") == "rating":
+            ctx = self.rating_context(model, split)
+            values, per_user = compute_rating_metrics(ctx, list(cutoffs or self.cutoffs), names)
+            return EvaluationResult(split=split, values=values, per_user=per_user, users=ctx.evaluated_users())
         with_complex = (metrics is None) if complex_metrics is None else complex_metrics
         prepared = self.complex_metrics if with_complex else []
         ctx = self.rank(model, split, full_ranks=needs_full_ranks(names, prepared))
         values, per_user = compute_metrics(ctx, list(cutoffs or self.cutoffs), names, prepared)
         return EvaluationResult(split=split, values=values, per_user=per_user, users=self.evaluated_users(split))
+
+    # ---- rating task ---------------------------------------------------------------------------
+    def rating_context(self, model, split: str) -> RatingContext:
+        """Every stored (user, item, rating) of ``split`` (CSR order: by user, then item) with the model's
+        ``predict`` of each pair."""
+        matrix = getattr(self.dataset, split)
+        if matrix is None:
+            raise ValueError(f"the dataset has no {split} split")
+        coo = sp.csr_matrix(matrix).tocoo()
+        users, items = coo.row.astype(np.int64), coo.col.astype(np.int64)
+        preds = np.empty(len(users), dtype=np.float64)
+        device = model.device
+        model.eval()
+        with torch.no_grad():
+            model.prepare_scoring()
+            try:
+                for start in range(0, len(users), self.pair_batch_size):
+                    sl = slice(start, start + self.pair_batch_size)
+                    out = model.predict(torch.from_numpy(users[sl]).to(device), torch.from_numpy(items[sl]).to(device))
+                    if out.shape != (len(users[sl]),):
+                        raise RuntimeError(f"{type(model).__name__}.predict returned shape {tuple(out.shape)}, "
+                                           f"expected ({len(users[sl])},)")
+                    preds[sl] = out.float().cpu().numpy()
+            finally:
+                model.end_scoring()
+        return RatingContext(users=users, items=items, ratings=coo.data.astype(np.float64), predictions=preds)
 
     def recommendations(self, model, k: Optional[int] = None):
         """Top-k (users, items, scores) for every user with training data, masking train (+ validation)."""

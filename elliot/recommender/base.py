@@ -5,6 +5,20 @@ models implement :meth:`Recommender.loss` for a batch of BPR triples; every mode
 :meth:`Recommender.score` (full-catalogue scores for a batch of users).  Graph models that propagate
 over the whole graph can cache final embeddings in :meth:`prepare_scoring` (called once before each
 evaluation pass, under ``torch.no_grad``).
+
+Tasks.  A model declares its task (``Recommender.task``): ``"ranking"`` (the default: top-K lists from
+``score``) or ``"rating"`` (rating prediction, :class:`RatingRecommender`).  The two differ only in
+
+* the batch: the sampler the model builds (``make_sampler``, chosen by the ``sampler`` name) says which
+  batch its tuples form through ``batch_kind`` (``BATCH_TYPES``): BPR triples -> :class:`TripletBatch`,
+  (users, items, ratings) of the training split -> :class:`RatingBatch`; the trainer builds the batch with
+  :func:`batch_type` and knows nothing else about the task;
+* the loss (the model's own ``loss(batch)``);
+* the evaluation: for ``task == "rating"`` the evaluator calls :meth:`Recommender.predict` on every
+  (user, item) pair of the split and reports MAE / MSE / RMSE over all pairs
+  (:mod:`elliot.evaluation.metrics.rating`) instead of ranking ``score``.
+
+The trainer loop, the search, the trials store and the writers are the same for both tasks.
 """
 from __future__ import annotations
 
@@ -42,6 +56,38 @@ class TripletBatch(dict):
         return self["neg_items"]
 
 
+class RatingBatch(dict):
+    """A batch of training ratings: ``users``, ``items`` (int64) and ``ratings`` (float32) tensors, aligned."""
+
+    @property
+    def users(self) -> Tensor:
+        return self["users"]
+
+    @property
+    def items(self) -> Tensor:
+        return self["items"]
+
+    @property
+    def ratings(self) -> Tensor:
+        return self["ratings"]
+
+
+#: batch kind a sampler declares (``sampler.batch_kind``) -> (batch class, field names of its yielded tuples)
+BATCH_TYPES: Dict[str, Tuple[type, Tuple[str, ...]]] = {
+    "triplets": (TripletBatch, ("users", "pos_items", "neg_items")),
+    "ratings": (RatingBatch, ("users", "items", "ratings")),
+}
+
+
+def batch_type(sampler) -> Tuple[type, Tuple[str, ...]]:
+    """(batch class, field names) for the tuples ``sampler.epoch`` yields: its ``batch_kind``, BPR triples
+    when it declares none (a wrapper of a sampler, a model's own sampler of triples)."""
+    kind = getattr(sampler, "batch_kind", "triplets")
+    if kind not in BATCH_TYPES:
+        raise ValueError(f"{type(sampler).__name__}.batch_kind {kind!r} is not one of {sorted(BATCH_TYPES)}")
+    return BATCH_TYPES[kind]
+
+
 class Recommender(nn.Module):
     """Base class of every model.
 
@@ -55,8 +101,11 @@ class Recommender(nn.Module):
     trainable: ClassVar[bool] = True
     #: keys Elliot's version of the model reads that have no equivalent here -> the reason, said when used
     refused_params: ClassVar[Dict[str, str]] = {}
-    #: name of the sampler the trainer builds ("bpr"); models needing another one override ``sample_batches``
+    #: name of the sampler ``make_sampler`` builds: "bpr" (BPR triples) or "rating" (training ratings);
+    #: models needing another one override ``make_sampler``
     sampler: ClassVar[str] = "bpr"
+    #: "ranking" (evaluated by top-K lists from ``score``) or "rating" (by ``predict`` on the split's pairs)
+    task: ClassVar[str] = "ranking"
 
     def __init__(self, dataset: Dataset, hp: Dict[str, object], device: torch.device):
         super().__init__()
@@ -96,10 +145,14 @@ class Recommender(nn.Module):
         return torch.optim.Adam(self.parameters(), lr=float(self.hp.get("lr", 1e-3)), fused=True)
 
     def make_sampler(self, dataset: Dataset, seed: int):
-        """The trainer's source of batches: an object whose ``epoch(batch_size)`` yields
-        (users, pos_items, neg_items) int64 arrays.  Default: uniform BPR triples."""
-        from elliot.dataset.samplers import BPRSampler
+        """The trainer's source of batches: an object whose ``epoch(batch_size)`` yields tuples of arrays
+        and whose ``batch_kind`` names the batch they form (:data:`BATCH_TYPES`).  ``sampler: "bpr"``
+        (default): uniform BPR triples (users, pos_items, neg_items); ``sampler: "rating"``: the training
+        split's (users, items, ratings) in a seeded order."""
+        from elliot.dataset.samplers import BPRSampler, RatingSampler
 
+        if self.sampler == "rating":
+            return RatingSampler(dataset.train, seed)
         return BPRSampler(dataset.train, seed)
 
     def fit(self, dataset: Dataset) -> None:
@@ -131,6 +184,36 @@ class Recommender(nn.Module):
         parameter or buffer, so return a fresh tensor (a product, a gather) or one of those - never a
         tensor kept in a plain attribute."""
         raise NotImplementedError
+
+    def predict(self, users: Tensor, items: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """Predicted ratings of the aligned pairs (users[n], items[n]): float tensor (N,) on ``self.device``.
+        The evaluation surface of rating models (``task == "rating"``), called in batches of pairs."""
+        raise NotImplementedError(f"{type(self).__name__} does not predict ratings (task {self.task!r})")
+
+
+class RatingRecommender(Recommender):
+    """Base class of rating-prediction models (``task = "rating"``): trained on :class:`RatingBatch` es of
+    the training split's ratings (``sampler = "rating"``), evaluated through :meth:`predict` by the rating
+    metrics.  ``score(users)`` is ``predict`` for every item (full-catalogue predicted ratings, for a caller
+that wants lists; the evaluator never ranks a rating model)."""
+
+    task = "rating"
+    sampler = "rating"
+
+    def __init__(self, dataset: Dataset, hp: Dict[str, object], device: torch.device):
+        super().__init__(dataset, hp, device)
+        train = dataset.train
+        #: mean training rating mu (0 for an empty training split)
+        self.global_mean = float(train.data.mean()) if train.nnz else 0.0
+
+    def loss(self, batch: "RatingBatch") -> Tensor:
+        """Default: mean squared error of :meth:`predict` on the batch (models add their regularisers)."""
+        return (self.predict(batch.users, batch.items) - batch.ratings).pow(2).mean()
+
+    def score(self, users: Tensor) -> Tensor:
+        items = torch.arange(self.n_items, device=users.device)
+        pairs_u = users.repeat_interleave(self.n_items)
+        return self.predict(pairs_u, items.repeat(len(users))).view(len(users), self.n_items)
 
 
 class EmbeddingScoring:

@@ -12,10 +12,13 @@ from typing import Dict, Optional, Type
 from elliot.errors import ConfigError, did_you_mean, unknown_name
 from elliot.recommender.base import Recommender
 from elliot.recommender.baselines import BPRMF, LightGCN, MostPop
+from elliot.recommender.ngcf import NGCF
 from elliot.recommender.recfolder import RecommendationFile, RecommendationFolder
+from elliot.recommender.rating import BiasBaseline, BiasedMF, GlobalMean
 
-BUILTINS: Dict[str, Type[Recommender]] = {cls.name: cls for cls in (MostPop, BPRMF, LightGCN, RecommendationFile,
-                                                                    RecommendationFolder)}
+BUILTINS: Dict[str, Type[Recommender]] = {cls.name: cls for cls in (MostPop, BPRMF, LightGCN, NGCF,
+                                                                    RecommendationFile, RecommendationFolder)}
+BUILTINS.update({cls.name: cls for cls in (GlobalMean, BiasBaseline, BiasedMF)})  # rating task
 BUILTINS["ProxyRecommender"] = RecommendationFile  # Elliot's name for one stored recommendation file
 
 _REPO_EXTERNAL = Path(__file__).resolve().parents[2] / "external" / "models"
@@ -73,13 +76,12 @@ def available_models(external_path: Optional[str] = None) -> Dict[str, Type[Reco
 NOT_HERE = {
     **{n: "an Elliot 0.3.1 built-in" for n in (
         "BPRMF_batch", "WRMF", "PureSVD", "MF", "FunkSVD", "PMF", "LMF", "NonNegMF", "FM", "LogisticMF", "Random",
-        "MultiDAE", "MultiVAE", "EASER", "KaHFM", "KaHFMBatch", "KaHFMEmbeddings", "NGCF", "RP3beta",
+        "MultiDAE", "MultiVAE", "EASER", "KaHFM", "KaHFMBatch", "KaHFMEmbeddings", "RP3beta",
         "DeepStyle", "ACF", "DVBPR", "VNPR", "ItemKNN", "UserKNN", "AttributeItemKNN", "AttributeUserKNN",
         "DeepFM", "DMF", "NeuMF", "NFM", "GMF", "NAIS", "UserAutoRec", "ItemAutoRec", "ConvNeuMF", "WideAndDeep",
         "ConvMF", "NPR", "VSM", "SlopeOne", "AMF", "IRGAN", "CFGAN")},
-    "NGCF": "an Elliot 0.3.1 built-in (also in the multimodal forks)",
     **{n: "a model of Elliot's multimodal forks (Formal-MultiMod-Rec, Multimodal-RSs-Reproducibility, "
-          "Ducho-meets-Elliot)" for n in ("BM3", "SGL", "MBPR", "NGCFM", "SimGCL")},
+          "Ducho-meets-Elliot)" for n in ("SGL", "MBPR", "NGCFM", "SimGCL")},
     **{n: "an MMRec model" for n in ("DRAGON", "DualGNN", "MGCN", "LGMRec", "SMORE", "DAMRS", "DA-MRS", "PGL",
                                      "LayerGCN", "SelfCF", "SELFCFED_LGN", "MVGAE", "MMGCF", "ItemKNNCBF", "DiffMM")},
 }

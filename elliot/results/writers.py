@@ -3,7 +3,8 @@
 * ``performance/rec_cutoff_<k>_relthreshold_<t>_<timestamp>.tsv``: header ``model`` + metrics, a row
   per configuration (test metrics of the epoch selected on validation);
 * ``performance/bestmodelparams_cutoff_<k>_relthreshold_<t>_<timestamp>.json``;
-* ``recs/<configuration>.tsv``: ``user item score`` with the original ids;
+* ``recs/<configuration>.tsv``: ``user item score`` with the original ids (top-k per user; for a rating
+  model ``user item prediction``, one row per test pair);
 * ``history/<configuration>.tsv``: one row per epoch (loss, seconds, validation metrics).
 Files are written to a temporary name and renamed, so a crash never leaves half a table.
 """
@@ -89,7 +90,8 @@ def write_best_params(folder, best: Dict[str, object], metas: Dict[str, dict], c
 
 
 def write_recommendations(path, dataset, users: np.ndarray, items: np.ndarray, scores: np.ndarray) -> Path:
-    """``user<TAB>item<TAB>score`` rows with the dataset's original ids (top-k per user, best first)."""
+    """``user<TAB>item<TAB>score`` rows with the dataset's original ids (top-k per user, best first; for a
+    rating model the predicted rating of every test pair, by user then item)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     u = dataset.user_ids[users].astype(str)

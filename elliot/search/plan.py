@@ -38,16 +38,26 @@ def validation_score(result, metric: str, cutoff: int) -> float:
     return float("nan") if value is None else float(value)
 
 
+def higher_is_better(metric: str) -> bool:
+    """Direction of a validation metric (the catalogue's ``Metric.higher_is_better``; MAE / MSE / RMSE and
+    the popularity-bias metrics are lower-is-better); unknown names (complex metrics' results) count as higher."""
+    from elliot.evaluation.metrics import METRICS
+
+    known = METRICS.get(metric)
+    return True if known is None else bool(known.higher_is_better)
+
+
 def select_best(results: List, metric: str, cutoff: int):
-    """The result with the best validation metric (ties: the earliest); never test.  Without any
-    validation value (a single configuration, no validation split) the first result."""
+    """The result with the best validation metric (the highest, or the lowest for a lower-is-better metric
+    such as RMSE; ties: the earliest); never test.  Without any validation value (a single configuration,
+    no validation split) the first result."""
     if not results:
         return None
     scored = [(validation_score(r, metric, cutoff), i) for i, r in enumerate(results)]
     valid = [(s, i) for s, i in scored if not math.isnan(s)]
     if not valid:
         return results[0]
-    best_score = max(s for s, _ in valid)
+    best_score = (max if higher_is_better(metric) else min)(s for s, _ in valid)
     return results[min(i for s, i in valid if s == best_score)]
 
 
@@ -254,7 +264,8 @@ class HyperoptPlan(TrialPlan):
             return
         score = self.validation_score(result) if result is not None else float("nan")
         doc["state"] = JOB_STATE_DONE
-        doc["result"] = ({"loss": -score, "status": STATUS_OK} if not math.isnan(score)
+        loss = -score if higher_is_better(self.metric) else score  # hyperopt minimises
+        doc["result"] = ({"loss": loss, "status": STATUS_OK} if not math.isnan(score)
                          else {"loss": None, "status": STATUS_FAIL})
         doc["book_time"] = doc["refresh_time"] = _EPOCH  # ATPE reads durations: a constant keeps it deterministic
         self._trials.insert_trial_docs([doc])

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from elliot.errors import ElliotError
 from elliot.search.executors import TrialTask
+from elliot.search.plan import higher_is_better
 from elliot.search.store import (TrialStore, per_user_bytes, record_to_result, result_to_record, trial_key)
 
 logger = logging.getLogger("elliot")
@@ -59,6 +60,7 @@ def run_sweep(name: str, plan, store: TrialStore, executor, ctx, *, fingerprint:
     bar = tqdm(total=plan.size, desc=f"{name} sweep", unit="trial", disable=not progress or plan.size <= 1,
                dynamic_ncols=True, leave=True)
     best_value = float("nan")
+    higher = higher_is_better(plan.metric)
     positions: Dict[str, int] = defaultdict(int)
 
     def finished() -> List:
@@ -70,7 +72,7 @@ def run_sweep(name: str, plan, store: TrialStore, executor, ctx, *, fingerprint:
         value = resolved[key]
         if not isinstance(value, Diverged):
             score = plan.validation_score(value)
-            if score == score and not (best_value >= score):
+            if score == score and not (best_value >= score if higher else best_value <= score):
                 best_value = score
         bar.update(count)
         if best_value == best_value:

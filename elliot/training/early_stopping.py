@@ -6,8 +6,9 @@ The block (``meta.early_stopping`` or, as Elliot writes it, ``early_stopping`` i
                      baseline: 0.05, verbose: true, rule: elliot}
 
 ``monitor`` is a validation ``metric@k`` (default: the model's ``validation_metric``) or ``loss`` (the mean
-training loss of the epochs at which validation runs); ``mode`` ``auto`` means ``max`` for a metric and
-``min`` for the loss.  Observations are taken at validation checks (every ``validation_rate`` epochs), so
+training loss of the epochs at which validation runs); ``mode`` ``auto`` means ``max`` for a metric,
+``min`` for the loss and for a lower-is-better metric (``Metric.higher_is_better`` false: MAE, MSE, RMSE of
+the rating task, ... - Elliot's ``auto`` takes ``max`` for every metric).  Observations are taken at validation checks (every ``validation_rate`` epochs), so
 ``patience`` counts checks, not epochs - as in Elliot.
 
 ``rule: elliot`` (default; Elliot 0.3.1 ``EarlyStopping.stop``): stop when each of the last ``patience``
@@ -34,6 +35,13 @@ from typing import Callable, List, Optional
 RULES = ("elliot", "fork", "best")
 
 
+def _higher_is_better(monitor: str) -> bool:
+    from elliot.evaluation.metrics import METRICS
+
+    metric = METRICS.get(str(monitor).partition("@")[0])
+    return True if metric is None else bool(metric.higher_is_better)
+
+
 class EarlyStopping:
     def __init__(self, patience: int = 0, monitor: str = "", mode: str = "auto",
                  min_delta: Optional[float] = None, rel_delta: Optional[float] = None,
@@ -42,7 +50,8 @@ class EarlyStopping:
         self.patience = int(patience)
         self.monitor = monitor
         self.on_loss = monitor == "loss"
-        self.mode = ("min" if self.on_loss else "max") if mode in ("auto", None) else mode
+        self.mode = ("min" if self.on_loss or not _higher_is_better(monitor) else "max") \
+            if mode in ("auto", None) else mode
         self.min_delta, self.rel_delta, self.baseline = min_delta, rel_delta, baseline
         self.verbose, self.rule, self.log = verbose, rule, log
         self.history: List[float] = []

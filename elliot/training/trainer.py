@@ -1,6 +1,10 @@
 """The one training loop: epochs of sampled batches, validation every ``validation_rate`` epochs,
 best epoch kept by the validation metric (weights restored), early stopping, per-epoch history.
 
+The loop is the same for every task: the sampler's ``batch_kind`` gives the batch class its tuples form
+(:func:`elliot.recommender.base.batch_type`: BPR triples for ranking models, training ratings for rating
+models); the model's ``loss`` reads it.
+
 Model selection never looks at the test split.  Without a validation split the last epoch is used
 and :attr:`TrainingResult.selected_on` says ``"last_epoch"``.
 """
@@ -17,7 +21,7 @@ from tqdm.auto import tqdm
 
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ElliotError
-from elliot.recommender.base import Recommender, TripletBatch
+from elliot.recommender.base import Recommender, batch_type
 from elliot.training.addons import TrainingAddon
 from elliot.training.early_stopping import EarlyStopping
 
@@ -103,6 +107,7 @@ class Trainer:
 
         optimizer = model.make_optimizer()
         sampler = model.make_sampler(dataset, self.seed)
+        batch_cls, batch_fields = batch_type(sampler)
         device = model.device
         history: List[Dict[str, float]] = []
         best_value, best_epoch, best_state, best_values = float("nan"), 0, None, {}
@@ -117,10 +122,8 @@ class Trainer:
                 addon.on_epoch_start(model, epoch)
             start = time.perf_counter()
             total, n_batches = torch.zeros((), device=device), 0
-            for users, pos, neg in sampler.epoch(self.batch_size):
-                batch = TripletBatch(users=torch.as_tensor(users, device=device),
-                                     pos_items=torch.as_tensor(pos, device=device),
-                                     neg_items=torch.as_tensor(neg, device=device))
+            for arrays in sampler.epoch(self.batch_size):
+                batch = batch_cls(zip(batch_fields, (torch.as_tensor(a, device=device) for a in arrays)))
                 optimizer.zero_grad(set_to_none=True)
                 loss = model.loss(batch)
                 for addon in self.addons:

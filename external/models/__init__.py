@@ -4,6 +4,8 @@ from external.models.lightgcnm import LightGCNM
 from external.models.mmgcn import MMGCN
 from external.models.grcn import GRCN
 from external.models.amr import AMR
+from external.models.bm3 import BM3
+from external.models.dlrm import DLRM
 from external.models.balanced import *  # noqa: F401,F403  (VBPR_MB, LightGCNM_MB, ... for the bases present)
 from external.models.freedom import FREEDOM
 from external.models.slmrec import SLMRec

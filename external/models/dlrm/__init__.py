@@ -1,0 +1,3 @@
+from external.models.dlrm.dlrm import DLRM
+
+__all__ = ["DLRM"]
