@@ -29,7 +29,7 @@ from elliot.run import run_experiment  # noqa: E402
 RUNS = ROOT / "benchmarks" / "results_runs.json"
 DOC = ROOT / "docs" / "results.md"
 CUTOFFS = (10, 20, 50)
-DATASET_ORDER = ("tiktok", "lfm2k", "default")
+DATASET_ORDER = ("tiktok", "lfm2k", "ml100k", "default")
 MODEL_ORDER = ("MostPop", "BPRMF", "LightGCN", "VBPR", "LightGCNM", "MMGCN", "GRCN", "LATTICE", "SLMRec",
                "FREEDOM", "AMR")
 

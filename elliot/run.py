@@ -1,6 +1,7 @@
 """``run_experiment(path)``: config -> dataset -> for each model: sweep of trials -> results.  Only wiring."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -239,6 +240,10 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a side_information extraction job
+        return _plain({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    if callable(getattr(value, "params", None)) and isinstance(getattr(value, "name", None), str):  # its encoder
+        return _plain({"name": value.name, **value.params()})
     return str(value)
 
 

@@ -46,6 +46,16 @@ def _apply_overrides(doc: dict, overrides: Optional[dict]) -> None:
         node[keys[-1]] = value
 
 
+def _extract_device(gpu) -> str:
+    """The device of side_information extraction jobs: experiment.gpu's CUDA device when it exists, else cpu
+    (as the models' select_device falls back)."""
+    if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0:
+        return "cpu"
+    import torch
+
+    return f"cuda:{gpu}" if torch.cuda.is_available() and gpu < torch.cuda.device_count() else "cpu"
+
+
 def load_config(path, overrides: Optional[dict] = None) -> ExperimentConfig:
     path = Path(path)
     if not path.exists():
@@ -67,6 +77,7 @@ class _Resolver:
         self.base = path.resolve().parent
         self.dataset = ""
         self.fetching = False
+        self.extract_device = "cpu"
 
     def err(self, msg: str) -> ConfigError:
         return ConfigError(f"{self.file}: {msg}")
@@ -90,6 +101,7 @@ class _Resolver:
         if not isinstance(exp.get("dataset"), (str, int)):
             raise self.err("experiment.dataset is required (the dataset name, used for {0} and results/<dataset>)")
         self.dataset = str(exp["dataset"])
+        self.extract_device = _extract_device(exp.get("gpu", -1))
         out: Dict[str, Any] = {"dataset": self.dataset, "random_seed": self._int(exp, "random_seed", 42, "experiment"),
                                "binarize": self._bool(exp, "binarize", False, "experiment")}
         out["backend"] = elliot_compat.check_backend(exp.get("backend", "pytorch"), self.file)
@@ -224,7 +236,7 @@ class _Resolver:
             if loader not in LOADERS:
                 raise self.err(unknown_name("dataloader", loader, LOADERS, where=loc))
             key, modality = LOADERS[loader]
-            check_keys(entry, {"dataloader", key, "modality", "item_mapping", "features"}, loc, self.file)
+            check_keys(entry, {"dataloader", key, "modality", "item_mapping", "features", "extract"}, loc, self.file)
             modality = str(entry.get("modality") or modality or "")
             if not modality:
                 raise self.err(f"{loc}: FeatureAttribute needs a 'modality' name")
@@ -233,11 +245,41 @@ class _Resolver:
             if modality in seen:
                 raise self.err(f"{loc}: modality '{modality}' is given twice; name them with 'modality: <name>'")
             seen.add(modality)
+            if entry.get("extract") is not None:
+                out.append(self.extracted_entry(entry, loader, key, modality, loc))
+                continue
             out.append({"dataloader": loader, "modality": modality,
                         "features": self.path(entry[key], f"{loc}.{key}", must_exist=not self.fetching),
                         "item_mapping": self.path(entry["item_mapping"], f"{loc}.item_mapping")
                         if entry.get("item_mapping") else None})
         return out
+
+    def extracted_entry(self, entry: dict, loader: str, key: str, modality: str, loc: str) -> dict:
+        """A side_information entry with ``extract:``: its features are written by elliot.features from raw
+        images/texts when the data is loaded (a no-op when cached), so the features path need not exist
+        yet.  The job is validated here (inputs, encoder, options) and kept in the entry as ``extract``."""
+        from elliot.features import side_information_job
+        from elliot.features.store import paths as feature_paths
+
+        spec = entry["extract"]
+        if not isinstance(spec, dict):
+            raise self.err(f"{loc}.extract: expected a mapping with input_path and model, got {spec!r}")
+        spec = dict(spec)
+        threads = spec.pop("threads", None)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise self.err(f"{loc}.extract.threads: {threads!r} must be a positive integer")
+        features = self.path(entry[key], f"{loc}.{key}", must_exist=False)
+        job = side_information_job(spec, modality, features, self.base, where=f"{loc}.extract", file=self.file,
+                                   dataset=self.dataset, device=self.extract_device)
+        job.threads = threads
+        written = feature_paths(job.output, job.layout)["mapping"] if job.layout == "matrix" else None
+        if entry.get("item_mapping"):
+            given = self.path(entry["item_mapping"], f"{loc}.item_mapping", must_exist=False)
+            if written is None or Path(given) != Path(written):
+                raise self.err(f"{loc}.item_mapping: {given}: with extract, the mapping is the one the extractor "
+                               f"writes ({written or 'none for a folder of <item>.npy'}); remove item_mapping")
+        return {"dataloader": loader, "modality": modality, "features": features,
+                "item_mapping": None if written is None else str(written), "extract": job}
 
     def fetch_spec(self, value, where: str):
         """``data_config.fetch``: ``true`` (the catalogue dataset named like experiment.dataset), a name, or

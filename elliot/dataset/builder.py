@@ -130,6 +130,23 @@ def _save_splits(folder: str, user_vocab, item_vocab, users, items, ratings, ts,
     say(f"splits saved to {folder}")
 
 
+def _extract(entry: dict, where: str, say: Callable[[str], None]) -> dict:
+    """Run an entry's ``extract`` job (elliot.features; a cache hit when nothing changed): its features path
+    and item mapping, as written."""
+    import copy
+
+    from elliot.features import Job, run_job
+
+    job = entry["extract"]
+    if not isinstance(job, Job):
+        raise ConfigError(f"{where}.extract: {type(job).__name__} is not an extraction job; configs are resolved "
+                          "by elliot.config.load_config, which validates extract: and keeps the job")
+    # a private copy: the encoder loads its weights into the copy, so the experiment dict (handed to trial
+    # workers) never carries a loaded model
+    res = run_job(copy.deepcopy(job), quiet=True, log=lambda line: say(f"{where}.extract: {line}"))
+    return {"features": res.features, "item_mapping": res.item_mapping}
+
+
 def build_dataset(experiment: dict, log: Optional[Callable[[str], None]] = None) -> Dataset:
     """Build the :class:`Dataset` described by ``experiment`` (a plain dict with Elliot's key names)."""
     say = log or (lambda *_: None)
@@ -172,7 +189,9 @@ def build_dataset(experiment: dict, log: Optional[Callable[[str], None]] = None)
 
     # 3. side information on the whole item vocabulary
     vocab_feats: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
-    for entry in entries:
+    for k, entry in enumerate(entries):
+        if entry.get("extract") is not None:
+            entry.update(_extract(entry, f"data_config.side_information[{k}]", say))
         mat, present = load_modality(entry, item_vocab)
         vocab_feats[entry["modality"]] = (mat, present)
         say(f"side information {entry['modality']}: {mat.shape[1]}-d from {entry['features']} "

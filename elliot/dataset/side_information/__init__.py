@@ -58,7 +58,10 @@ def parse_entries(side_information) -> List[dict]:
         if modality in seen:
             raise ConfigError(f"{where}: modality '{modality}' is given twice")
         seen.add(modality)
-        out.append({"modality": modality, "features": str(path), "item_mapping": entry.get("item_mapping")})
+        item = {"modality": modality, "features": str(path), "item_mapping": entry.get("item_mapping")}
+        if entry.get("extract") is not None:
+            item["extract"] = entry["extract"]  # an elliot.features Job, run before the features are read
+        out.append(item)
     return out
 
 
