@@ -331,3 +331,17 @@ def test_evaluator_complex_metrics_from_files(tmp_path):
     assert res.get("REO_items:Pop", 2) == pytest.approx(1.0)
     assert "DSC" in res.per_user[2] and "Recall" in res.per_user[2]
     assert "REO_items:Pop" not in ev.evaluate(FixedScores(SCORES), "test", metrics=["Recall"]).values[2]
+
+
+def test_forks_clustered_metrics(files):
+    """Formal-MultiMod-Rec's clustered_<M>: the per-user metric averaged over each user cluster."""
+    u = str(files / "u.tsv")
+    values = _complex([{"metric": "clustered_Recall", "user_clustering_name": "W", "user_clustering_file": u},
+                       {"metric": "clustered_ARP", "user_clustering_name": "W", "user_clustering_file": u}])[0][3]
+    # Recall@3 per user: 2/3, 1/1, 0/1 -> cluster a {u0} 2/3, cluster b {u1, u2} 1/2
+    assert values["Recall_users:W-a"] == pytest.approx(2 / 3)
+    assert values["Recall_users:W-b"] == pytest.approx(0.5)
+    # ARP@3 over valid (recommended) items: u0 (4+3+2)/3, u1 (1+0)/2, u2 (3+4+1)/3
+    assert values["ARP_users:W-a"] == pytest.approx(value("ARP", ctx=dataclasses.replace(
+        CTX, **{f: getattr(CTX, f)[:1] for f in ("top_items", "hits", "n_relevant", "top_scores", "gains",
+                                                 "ideal_gains", "n_train", "n_candidates", "user_index")})))

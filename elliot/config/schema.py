@@ -42,6 +42,9 @@ def metric_name(name: str, where: str, file: str) -> str:
     from elliot.evaluation.metrics import METRICS
 
     lowered = {m.lower(): m for m in METRICS}
+    # the forks' single_nDCG / single_ARP are nDCG / ARP whose per-user values they write out: every metric's
+    # per-user values are kept here anyway (trials/per_user/*.npz)
+    lowered.update({"single_ndcg": "nDCG", "single_arp": "ARP"})
     if str(name).lower() in lowered:
         return lowered[str(name).lower()]
     from elliot.evaluation.metrics import COMPLEX_METRICS

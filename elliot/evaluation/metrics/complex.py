@@ -62,6 +62,12 @@ COMPLEX_METRICS: Dict[str, Dict[str, object]] = {
     "RSP": _CLUSTER, "REO": _CLUSTER,
     "BiasDisparityBR": _BIAS_DISPARITY, "BiasDisparityBS": _BIAS_DISPARITY, "BiasDisparityBD": _BIAS_DISPARITY,
 }
+#: the multimodal forks' per-user-cluster metrics (Formal-MultiMod-Rec, Graph-RSs-Reproducibility):
+#: ``clustered_<M>`` = the mean of the per-user metric M over the evaluated users of each cluster of a
+#: user clustering file, reported as ``<M>_users:<name>-<cluster>`` (the forks' names)
+CLUSTERED = {"clustered_Recall": "Recall", "clustered_nDCG": "nDCG", "clustered_APLT": "APLT",
+             "clustered_ACLT": "ACLT", "clustered_ARP": "ARP"}
+COMPLEX_METRICS.update({name: {"user_clustering_name": "", "user_clustering_file": _REQUIRED} for name in CLUSTERED})
 FILE_KEYS = ("clustering_file", "user_clustering_file", "item_clustering_file", "feature_data")
 _USER_CLUSTERED = {"UserMADrating", "UserMADranking"}
 _RELEVANCE = ("binary", "discounted")
@@ -226,6 +232,8 @@ class PreparedComplex:
         m, p = self.metric, self.params
         if m == "ExtendedF1":
             return [f"ExtendedF1_m0:{p['metric_0']}-m1:{p['metric_1']}"]
+        if m in CLUSTERED:
+            return [f"{CLUSTERED[m]}_users:{p['user_clustering_name']}-{g}" for g in self.user_labels]
         if m in ("RSP", "REO"):
             return [f"{m}-ProbToBeRanked_items:{p['clustering_name']}-{c}" for c in self.item_labels] + [
                 f"{m}_items:{p['clustering_name']}"]
@@ -244,6 +252,10 @@ class PreparedComplex:
             per_user = dice(np.asarray(simple[p["metric_0"]].fn(ctx, k), dtype=np.float64),
                             np.asarray(simple[p["metric_1"]].fn(ctx, k), dtype=np.float64), p.get("beta", 1.0))
             return {names[0]: float(np.mean(per_user))}, {names[0]: per_user}
+        if m in CLUSTERED:
+            per_user = np.asarray(simple[CLUSTERED[m]].fn(ctx, k), dtype=np.float64)
+            groups = self.user_cluster[ctx.user_index] if ctx.user_index is not None else np.full(len(per_user), -1)
+            return dict(zip(names, map(float, _fair._cluster_means(per_user, groups, self.n_user_groups)))), {}
         if m in ("ExtendedEFD", "ExtendedEPC"):
             fn = _nov.extended_efd if m == "ExtendedEFD" else _nov.extended_epc
             per_user = fn(ctx, k, discounted=p["relevance"] == "discounted")
@@ -321,6 +333,8 @@ def prepare_complex_metrics(entries: Sequence[dict], user_ids: np.ndarray, item_
             if key not in cache:
                 cache[key] = read_item_features(params["feature_data"], item_ids)
             kw["item_features"], kw["n_features"] = cache[key]
+        elif m in CLUSTERED:
+            kw["user_cluster"], kw["user_labels"] = clusters(params["user_clustering_file"], "user")
         elif m.startswith("BiasDisparity"):
             kw["user_cluster"], kw["user_labels"] = clusters(params["user_clustering_file"], "user")
             kw["item_cluster"], kw["item_labels"] = clusters(params["item_clustering_file"], "item")
