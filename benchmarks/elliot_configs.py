@@ -4,7 +4,7 @@
 
 FOLDER holds their YAML files (e.g. ``config_files/`` of sisinflab/elliot, Formal-MultiMod-Rec,
 Multimodal-RSs-Reproducibility, Ducho-meets-Elliot, fetched beside this checkout; nothing of theirs is
-committed here).  Every file is run unchanged except for three things, each said in the report:
+committed here).  Every file is run unchanged except for these things, each said in the report:
 
 * the data: every dataset a file names is a folder in the forks' layout made from ``../shared/data``:
   TikTok's interactions as ``train.txt`` / ``val.txt`` / ``test.txt`` (and the other file names the
@@ -14,7 +14,8 @@ committed here).  Every file is run unchanged except for three things, each said
   TikTok interactions in one file, or MovieLens 100K's ``u.data`` for the movielens datasets
   (timestamps, for temporal splits).  The numbers are therefore not Amazon's; they show the files run.
 * ``epochs`` is cut to ``--epochs`` and every grid to its first point (one trial per model);
-* models this framework lacks are removed from the file and listed.
+* models this framework lacks are removed from the file and listed;
+* clustering files that complex metrics name are made for the stand-in (two clusters by training counts).
 
 Writes ``docs/elliot_configs.md`` (a row per file) and ``benchmarks/elliot_configs_runs.json``.
 """
@@ -29,6 +30,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +95,27 @@ def _numeric(text) -> bool:
         return False
 
 
+def cluster_files(root: Path, base: Path, exp: dict) -> None:
+    """The clustering files a config's complex metrics name, made for the stand-in data: users (or items)
+    in two clusters, 0 = below the median number of training interactions, 1 = the others."""
+    entries = (exp.get("evaluation") or {}).get("complex_metrics") or []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        for key, value in (entry or {}).items():
+            if not (key.endswith("clustering_file") and isinstance(value, str) and "../data/" in value):
+                continue
+            rel = value.split("../data/", 1)[1].replace("{0}", str(exp.get("dataset")))
+            target = root / rel
+            if target.exists():
+                continue
+            train = np.loadtxt(base / "train.txt", dtype=np.int64, usecols=(0, 1), ndmin=2)
+            column = 1 if key.startswith("item") or (key == "clustering_file" and "User" not in
+                                                      str(entry.get("metric"))) else 0
+            ids, counts = np.unique(train[:, column], return_counts=True)
+            groups = (counts >= np.median(counts)).astype(int)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("".join(f"{i}\t{g}\n" for i, g in zip(ids, groups)))
+
+
 def first_point(value):
     """A grid's first value: a YAML list of numbers (YAML 1.1 reads ``1e-5`` as a string) or of lists;
     hyperopt spaces (``[loguniform, -10, -1]``) and lists of names stay as they are."""
@@ -132,6 +155,7 @@ def run_one(path: Path, work: Path, base: Path, epochs: int, seen: dict) -> dict
     exp = doc.get("experiment") or {}
     dataset_folder(work / "data", base, str(exp.get("dataset")))
     feature_folders(work / "data", base, exp)
+    cluster_files(work / "data", base, exp)
     doc, record["absent"] = rewrite(doc, epochs)
     record["models"] = list(doc["experiment"]["models"])
     if not record["models"]:
@@ -168,9 +192,14 @@ def run_one(path: Path, work: Path, base: Path, epochs: int, seen: dict) -> dict
 def report(records, epochs: int) -> str:
     ok = sum(r["status"] == "ok" for r in records)
     same = sum(bool(r.get("duplicate")) for r in records)
-    lines = [f"# Elliot and fork experiment files run here ({ok} of {len(records) - same} distinct files ran to the "
-             f"final table; {same} more are the same run on the stand-in data)", "",
-             "From `python benchmarks/elliot_configs.py` (see its docstring for the three changes: the data "
+    none = sum(r["status"].startswith("no model") for r in records)
+    refused = [r for r in records if r["status"].startswith("refused")]
+    crashed = [r for r in records if r["status"].startswith("CRASH")]
+    lines = [f"# Elliot and fork experiment files run here", "",
+             f"{len(records)} files: **{ok} ran to the final table**, {same} more are the same run as one of those "
+             f"once the data is the stand-in, {none} use only models this framework lacks, {len(refused)} were "
+             f"refused with a one-line reason, {len(crashed)} crashed.", "",
+             "From `python benchmarks/elliot_configs.py` (see its docstring for the changes: the data "
              f"stand-in, epochs cut to {epochs} and grids to their first point, absent models removed).", "",
              "| file | models run | models absent here | outcome | first metrics of each model |",
              "|---|---|---|---|---|"]
@@ -188,6 +217,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--only", default="", help="run only files whose name contains this")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "elliot_configs.md")
+    ap.add_argument("--merge", action="store_true", help="keep the stored records of the files not run now")
     args = ap.parse_args()
     files = sorted(p for p in args.configs.glob("*.y*ml") if args.only in p.name)
     with tempfile.TemporaryDirectory(prefix="elliot-configs-") as tmp:
@@ -199,8 +229,13 @@ def main() -> None:
             record = run_one(path, work, base, args.epochs, seen)
             records.append(record)
             print(f"{path.name}: {record['seconds']:.1f}s {record['status'][:400]}", flush=True)
+    store = ROOT / "benchmarks" / "elliot_configs_runs.json"
+    if args.merge and store.exists():  # rerun some files: the others keep their stored records
+        fresh = {r["file"] for r in records}
+        records = sorted([r for r in json.loads(store.read_text()) if r["file"] not in fresh] + records,
+                         key=lambda r: r["file"])
     args.out.write_text(report(records, args.epochs))
-    (ROOT / "benchmarks" / "elliot_configs_runs.json").write_text(json.dumps(records, indent=1) + "\n")
+    store.write_text(json.dumps(records, indent=1) + "\n")
 
 
 if __name__ == "__main__":
