@@ -97,3 +97,14 @@ def test_numbers_users_mistype_are_refused_before_any_work(raw, message):
     with pytest.raises(ConfigError, match=message):
         plan_trials(resolve_model("BPRMF"), ModelSpec("BPRMF", Meta(validation_metric="Recall@10"), params=raw),
                     where="experiment.models.BPRMF")
+
+
+def test_a_numeric_space_for_a_list_of_numbers_draws_one_value():
+    """Graph-RSs-Reproducibility searches NGCF's per-layer dropout tuple with [loguniform, a, b]."""
+    from elliot.config.schema import Meta, ModelSpec
+    from elliot.search import plan_trials
+
+    spec = ModelSpec("NGCF", Meta(validation_metric="Recall@10", hyper_opt_alg="rand", hyper_max_evals=4),
+                     params={"node_dropout": ["loguniform", -2.3, -0.22], "n_layers": ["choice", [1, 2]]})
+    points = [c for _, c in plan_trials(resolve_model("NGCF"), spec, where="m", seed=3).ask(4)]
+    assert all(len(c["node_dropout"]) == 1 and 0.1 <= c["node_dropout"][0] <= 0.81 for c in points)

@@ -207,7 +207,9 @@ def _space(p: Param, value, loc: str):
     head = value[0]
     if head == "choice":
         return SearchSpace(head, tuple(value[1:]))
-    numeric = not p.is_list and p.item_type in (int, float)
+    # a numeric space for a list of numbers draws one value, used as a one-element list (Elliot's NGCF
+    # writes node_dropout: [loguniform, a, b] for its per-layer tuple)
+    numeric = p.item_type in (int, float) and not (p.is_list and value and isinstance(value[0], list))
     if head in SPACE_KINDS:
         return SearchSpace(head, tuple(value[1:])) if numeric or p.item_type is bool else None
     if numeric and not _is_number(head):

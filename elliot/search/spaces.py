@@ -55,7 +55,7 @@ def validate(param: Param, space: SearchSpace, loc: str) -> Dict[str, Any]:
         if not options:
             raise ConfigError(f"{loc}: [choice, [values...]] needs at least one value")
         return {"kind": "choice", "options": [type_value(param, o, loc) for o in options]}
-    if param.is_list or param.item_type in (bool, str):
+    if param.item_type in (bool, str) or (param.is_list and param.item_type not in (int, float)):
         shown = param.type if isinstance(param.type, str) else param.type.__name__
         raise ConfigError(f"{loc}: a {shown} parameter can only be searched with [choice, [values...]], "
                           f"not {kind}")
