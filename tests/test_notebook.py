@@ -4,10 +4,10 @@ Parameters are injected by replacing the cell tagged ``parameters`` (papermill's
 folder is a temporary directory, so config_files/, data/ and results/ of the checkout stay untouched."""
 from pathlib import Path
 
+import ipykernel  # noqa: F401  (the kernel nbclient starts; a missing one should fail here, not in a cell)
+import nbclient
+import nbformat
 import pytest
-
-nbclient = pytest.importorskip("nbclient")
-nbformat = pytest.importorskip("nbformat")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "hands_on_reproducibility.ipynb"

