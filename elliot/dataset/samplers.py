@@ -22,6 +22,17 @@ import scipy.sparse as sp
 Triples = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
+def training_pairs(train: sp.spmatrix):
+    """(canonical CSR, users, items) of the stored training entries, user-major with sorted items (so
+    ``users * n_items + items`` ascends), int64."""
+    csr = sp.csr_matrix(train)
+    if not csr.has_canonical_format:  # sorted indices, no duplicates
+        csr = csr.copy()
+        csr.sum_duplicates()
+    counts = np.diff(csr.indptr).astype(np.int64)
+    return csr, np.repeat(np.arange(csr.shape[0], dtype=np.int64), counts), csr.indices.astype(np.int64)
+
+
 class BPRSampler:
     """Uniform BPR triples ``(users, pos_items, neg_items)`` (int64) over a CSR training matrix."""
 
@@ -30,14 +41,9 @@ class BPRSampler:
     bitmap_max_bits = 1 << 30  # users x items up to this size: membership by a bitmap (<= 128 MiB)
 
     def __init__(self, train: sp.spmatrix, seed: int = 42):
-        csr = sp.csr_matrix(train)
-        if not csr.has_canonical_format:  # sorted indices, no duplicates -> sorted keys below
-            csr = csr.copy()
-            csr.sum_duplicates()
+        csr, self.users, self.items = training_pairs(train)
         self.n_users, self.n_items = csr.shape
         counts = np.diff(csr.indptr).astype(np.int64)
-        self.users = np.repeat(np.arange(self.n_users, dtype=np.int64), counts)
-        self.items = csr.indices.astype(np.int64)
         self.keys = self.users * self.n_items + self.items  # ascending
         full = np.flatnonzero(counts >= self.n_items)
         if len(full) and self.n_items:
@@ -121,14 +127,8 @@ class RatingSampler:
     batch_kind = "ratings"
 
     def __init__(self, train: sp.spmatrix, seed: int = 42):
-        csr = sp.csr_matrix(train)
-        if not csr.has_canonical_format:
-            csr = csr.copy()
-            csr.sum_duplicates()
+        csr, self.users, self.items = training_pairs(train)
         self.n_users, self.n_items = csr.shape
-        counts = np.diff(csr.indptr).astype(np.int64)
-        self.users = np.repeat(np.arange(self.n_users, dtype=np.int64), counts)
-        self.items = csr.indices.astype(np.int64)
         self.ratings = np.asarray(csr.data, dtype=np.float32)
         self.rng = np.random.default_rng(seed)
 
