@@ -184,8 +184,10 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
             summary = (f"{name}: {sweep.evaluations} trial(s), {sweep.restored} restored from {store.path}, "
                        f"{sweep.ran} run; selected {sweep.best.name} on validation "
                        f"{trials.metric}@{trials.cutoff} {trials.validation_score(sweep.best):.4f}")
+            if sweep.lost:
+                summary += f"; {len(sweep.lost)} trial(s) lost on the Ray cluster (a rerun runs them)"
             logger.info(summary)
-            if trials.size > 1 or sweep.restored:
+            if trials.size > 1 or sweep.restored or sweep.lost:
                 say(summary)
     except BaseException:  # Ctrl-C or an error: stop the workers now, finished trials are stored
         for executor in executors.values():

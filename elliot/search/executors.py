@@ -10,9 +10,14 @@ as the sequential one.
 * ``process``: ``n_jobs`` processes started with ``spawn``; each receives the dataset once (initializer)
   and uses ``torch threads / n_jobs`` threads (at least one).
 * ``ray``: the trials as Ray tasks (one CPU each) on the cluster at ``meta.ray_address`` /
-  ``experiment.ray_address`` / ``$RAY_ADDRESS``, or on a local Ray instance with ``n_jobs`` CPUs; the
-  dataset is put in Ray's object store once.  Ray is optional: ``pip install ray``.  External model
-  packages must exist at the same path on the workers.
+  ``experiment.ray_address`` / ``$RAY_ADDRESS`` (``auto``, ``HOST:PORT`` of the head's GCS, or
+  ``ray://HOST:PORT`` of its client server), or on a local Ray instance with ``n_jobs`` CPUs; the dataset
+  is put in Ray's object store once.  A trial whose worker or node dies is retried on another node
+  (:data:`RAY_TRIAL_RETRIES` times, Ray's task retry on system failures); one that is still lost after
+  that is reported, never stored, and the sweep finishes without it (a rerun runs it).  An exception
+  raised by the trial's own code is not retried: it is a bug and stops the sweep as in the other
+  executors.  Ray is optional (``pip install -r requirements_ray.txt``); the workers need the same Python
+  packages and the same external model packages at the same path as the driver.
 """
 from __future__ import annotations
 
@@ -47,6 +52,8 @@ class TrialOutcome:
     error: Optional[str] = None
     seconds: float = 0.0
     log: List[str] = field(default_factory=list)
+    node: str = ""  # where it ran: the Ray node id ("" in this machine's processes)
+    lost: bool = False  # its worker or node died (Ray); not a result, not stored, run again on a rerun
 
 
 def execute(ctx, task: TrialTask) -> TrialOutcome:
@@ -171,11 +178,33 @@ def _ray_module(where: str):
     return ray
 
 
+#: times Ray reruns a trial whose worker process or node died (not when the trial's code raises)
+RAY_TRIAL_RETRIES = 2
+
+
 def _ray_trial(ctx, task: TrialTask, threads: int) -> TrialOutcome:
+    import ray
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
-    return execute(ctx, task)
+    outcome = execute(ctx, task)
+    outcome.node = ray.get_runtime_context().get_node_id()
+    return outcome
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _ray_connect_hint(exc: BaseException) -> str:
+    """What to fix when a cluster refuses the driver: token authentication is the usual cause."""
+    text = str(exc)
+    if "auth" in text.lower() or "token" in text.lower() or "Failed to connect" in text:
+        return ("; if the cluster uses token authentication (RAY_AUTH_MODE=token), give this process the "
+                "cluster's token: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<token> (or the token file "
+                "~/.ray/auth_token)")
+    return ""
 
 
 class RayExecutor:
@@ -195,11 +224,22 @@ class RayExecutor:
             except Exception as exc:  # an unreachable cluster is a setting to fix, not a traceback
                 target = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
                 raise ConfigError(f"{where}.executor: ray could not start or reach {target}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                                  f"{_first_line(exc)}{_ray_connect_hint(exc)}") from None
             self._started = True
         self.workers = max(1, int(n_jobs)) if not self.address else int(ray.cluster_resources().get("CPU", 1))
         self._ctx_ref = ray.put(dataclasses.replace(ctx, progress=False))
-        self._remote = ray.remote(num_cpus=1, max_retries=0)(_ray_trial)
+        self._remote = ray.remote(num_cpus=1, max_retries=RAY_TRIAL_RETRIES, retry_exceptions=False)(_ray_trial)
+
+    def _outcome(self, ref, task: TrialTask) -> TrialOutcome:
+        errors = self.ray.exceptions
+        try:
+            return self.ray.get(ref)
+        except errors.RayTaskError:  # the trial's own code raised: a bug, as in the other executors
+            raise
+        except (errors.WorkerCrashedError, errors.NodeDiedError, errors.ObjectLostError,
+                errors.OwnerDiedError, errors.RaySystemError) as exc:
+            return TrialOutcome(task, None, f"lost on the Ray cluster after {RAY_TRIAL_RETRIES} retries: "
+                                            f"{_first_line(exc)}", lost=True)
 
     def run(self, tasks: Iterable[TrialTask]) -> Iterator[TrialOutcome]:
         tasks = list(tasks)
@@ -209,7 +249,7 @@ class RayExecutor:
             while pending:
                 done, pending = self.ray.wait(pending, num_returns=1)
                 for ref in done:
-                    yield self.ray.get(ref)
+                    yield self._outcome(ref, refs[ref])
         finally:
             for ref in pending:
                 self.ray.cancel(ref)

@@ -38,6 +38,10 @@ class Diverged:
     error: str
 
 
+class Lost(Diverged):
+    """A trial whose Ray worker or node died past its retries: reported, not stored (a rerun runs it)."""
+
+
 @dataclass
 class SweepOutcome:
     results: List = field(default_factory=list)  # distinct finished configurations, in the order asked
@@ -45,6 +49,7 @@ class SweepOutcome:
     restored: int = 0  # trials taken from the trials file
     ran: int = 0  # trials run now
     diverged: List[str] = field(default_factory=list)
+    lost: List[str] = field(default_factory=list)
     evaluations: int = 0
 
 
@@ -113,7 +118,11 @@ def run_sweep(name: str, plan, store: TrialStore, executor, ctx, *, fingerprint:
                 key = outcome.task.key
                 for line in outcome.log:
                     logger.info(line)
-                if outcome.result is None:
+                if outcome.lost:
+                    resolved[key] = Lost(config_name(name, outcome.task.params), outcome.error or "")
+                    logger.warning("%s: trial %s %s", name, resolved[key].name, outcome.error)
+                    say(f"warning: {name}: trial {resolved[key].name[:80]} {outcome.error}; a rerun runs it")
+                elif outcome.result is None:
                     resolved[key] = Diverged(config_name(name, outcome.task.params), outcome.error or "")
                     store.append(result_to_record(None, key, fingerprint, status="diverged", error=outcome.error,
                                                   wall_seconds=outcome.seconds) | {"params": outcome.task.params})
@@ -123,8 +132,10 @@ def run_sweep(name: str, plan, store: TrialStore, executor, ctx, *, fingerprint:
                     result = outcome.result
                     # the record first: a file that cannot be written (a full disk, a name the filesystem
                     # refuses) must never cost the finished trial
-                    store.append(result_to_record(result, key, fingerprint, wall_seconds=outcome.seconds),
-                                 per_user_bytes(result))
+                    record = result_to_record(result, key, fingerprint, wall_seconds=outcome.seconds)
+                    if outcome.node:
+                        record["node"] = outcome.node
+                    store.append(record, per_user_bytes(result))
                     resolved[key] = result
                     try:
                         write_artefacts(ctx, result)
@@ -134,8 +145,9 @@ def run_sweep(name: str, plan, store: TrialStore, executor, ctx, *, fingerprint:
                             f"its history/recs/weights failed: {exc.strerror or exc} ({exc.filename}); a rerun "
                             "reuses the stored trial (with meta.reuse_trials: false it trains again and writes "
                             "the files)") from None
-                    logger.info("trial %s finished in %.1f s: validation %s %.4f (best epoch %d)", result.name,
-                                outcome.seconds, metric, plan.validation_score(result), result.best_epoch)
+                    logger.info("trial %s finished in %.1f s%s: validation %s %.4f (best epoch %d)", result.name,
+                                outcome.seconds, f" on node {outcome.node[:12]}" if outcome.node else "", metric,
+                                plan.validation_score(result), result.best_epoch)
                 out.ran += 1
                 note(key)
                 if on_change is not None:
@@ -147,11 +159,13 @@ def run_sweep(name: str, plan, store: TrialStore, executor, ctx, *, fingerprint:
     finally:
         bar.close()
     out.results = list(plan.results)
-    out.diverged = sorted({v.name for v in resolved.values() if isinstance(v, Diverged)})
+    out.diverged = sorted({v.name for v in resolved.values() if type(v) is Diverged})
+    out.lost = sorted({v.name for v in resolved.values() if isinstance(v, Lost)})
     out.best = plan.best()
     if out.best is None:
         first = next((v for v in resolved.values() if isinstance(v, Diverged)), None)
-        raise SweepDiverged(f"{name}: every configuration diverged" + (f"; e.g. {first.error}" if first else ""))
+        what = "was lost on the Ray cluster" if first is not None and isinstance(first, Lost) else "diverged"
+        raise SweepDiverged(f"{name}: every configuration {what}" + (f"; e.g. {first.error}" if first else ""))
     if on_change is not None:
         on_change(out.results)
     return out
