@@ -1,7 +1,7 @@
 """Rating prediction on MovieLens-100K's five predefined folds (u1..u5), written to docs/rating.md.
 
     python benchmarks/rating.py [--folds 1 2 3 4 5] [--models GlobalMean BiasedMF ...] [--surprise]
-                                [--only-doc]
+                                [--grid] [--only-doc]
 
 Protocol (said again in the doc): fold f trains on ``u{f}.base`` minus a validation carve-out
 (``splitting.validation_splitting: random_subsampling, test_ratio 0.1``: 10% of each user's base ratings,
@@ -15,6 +15,10 @@ and the doc is regenerated from the store.  DLRM with item features (``DLRM[visu
 ``data/ml100k/image_feat.npy`` / ``text_feat.npy`` exist (another tool's extraction from the posters /
 plots: `python -m elliot.features`, whose `<stem>.ids.tsv` item mappings sit next to them); otherwise those
 rows are skipped and the doc says so.
+
+``+attr`` labels add u.user / u.item (``UserAttributes`` / ``ItemAttributes``, ``format: ml100k``, read as
+shipped).  ``--grid`` first runs a small grid of DLRM+attr on u1 (selected on u1's validation RMSE); the
+``DLRM*`` labels then run its selected values on every fold.
 
 ``--surprise``: also run Surprise's SVD and BaselineOnly (``pip install scikit-surprise``; not a
 dependency of this project) on each fold, once on the full ``u{f}.base`` (Surprise's own protocol) and
@@ -44,17 +48,49 @@ RUNS = ROOT / "benchmarks" / "rating_runs.json"
 DOC = ROOT / "docs" / "rating.md"
 METRICS = ("RMSE", "MAE", "MSE")
 VALIDATION = {"strategy": "random_subsampling", "test_ratio": 0.1}
+ES_META = {"validation_metric": "RMSE", "early_stopping": {"patience": 3, "rule": "best"}}
 #: label -> (model name in the YAML, model block, modalities needed)
 MODELS = {
     "GlobalMean": ("GlobalMean", {}, ()),
     "BiasBaseline": ("BiasBaseline", {}, ()),
     "BiasedMF": ("BiasedMF", {}, ()),
     "DLRM": ("external.DLRM", {}, ()),
-    "DLRM[genres]": ("external.DLRM", {"modalities": ["genres"]}, ("genres",)),
     "DLRM[visual]": ("external.DLRM", {"modalities": ["visual"]}, ("visual",)),
     "DLRM[textual]": ("external.DLRM", {"modalities": ["textual"]}, ("textual",)),
     "DLRM[visual,textual]": ("external.DLRM", {"modalities": ["visual", "textual"]}, ("visual", "textual")),
+    # u.user / u.item through UserAttributes / ItemAttributes (format: ml100k): every attribute (age, age
+    # bucket, gender, occupation, zip region; genres, year) enters, with DLRM's defaults; early stopping
+    # (3 validation checks without a new best) only shortens the runs, the epoch is still the best one
+    "DLRM+attr": ("external.DLRM", {"meta": dict(ES_META)}, ("attributes",)),
+    "DLRM+attr[visual]": ("external.DLRM", {"meta": dict(ES_META), "modalities": ["visual"]},
+                          ("attributes", "visual")),
+    "DLRM+attr[textual]": ("external.DLRM", {"meta": dict(ES_META), "modalities": ["textual"]},
+                           ("attributes", "textual")),
+    "DLRM+attr[visual,textual]": ("external.DLRM", {"meta": dict(ES_META), "modalities": ["visual", "textual"]},
+                                  ("attributes", "visual", "textual")),
 }
+#: ``--grid``: a small grid of DLRM+attr on u1 only, selected on u1's validation RMSE (the test split is not
+#: read for the choice); the ``DLRM*`` labels then run its selected values on every fold
+GRID_LABEL = "DLRM+attr grid (u1)"
+GRID = {"factors": [32, 64], "l_w": [0.03, 0.1], "dropout": [0.0, 0.3]}
+TUNED_LABELS = {"DLRM*": (), "DLRM*+attr": ("attributes",), "DLRM*+attr[textual]": ("attributes", "textual"),
+                "DLRM*+attr[visual]": ("attributes", "visual"),
+                "DLRM*+attr[visual,textual]": ("attributes", "visual", "textual")}
+MODELS[GRID_LABEL] = ("external.DLRM", {"meta": dict(ES_META), **GRID}, ("attributes",))
+
+
+def tuned_models() -> dict:
+    """The ``DLRM*`` labels with the grid's selected values (empty until ``--grid`` has run)."""
+    row = (merge_runs(RUNS, lambda runs: runs, {}) if RUNS.exists() else {}).get(f"u1::{GRID_LABEL}")
+    if row is None:
+        return {}
+    chosen = {k: row["params"][k] for k in GRID}
+    return {label: ("external.DLRM", {"meta": dict(ES_META), **chosen,
+                                      **({"modalities": [m for m in needs if m != "attributes"]}
+                                         if len(needs) > 1 else {})}, needs)
+            for label, needs in TUNED_LABELS.items()}
+
+
 FEATURE_FILES = {"visual": "image_feat.npy", "textual": "text_feat.npy"}
 #: Surprise's README table (its benchmark script: a random 5-fold CV of u.data, default parameters)
 PUBLISHED = {"SVD": (0.934, 0.737), "SVD++": (0.919, 0.721), "BaselineOnly": (0.944, 0.748)}
@@ -80,33 +116,16 @@ def _mapping_file(features: Path) -> Path | None:
     return found[0] if found else None
 
 
-def write_item_attributes(folder: Path) -> dict:
-    """u.item's tabular item attributes as a feature matrix: the 19 genre flags and the release year
-    (standardised; the one missing year gets the mean), row r = the r-th line's movie id (a mapping file
-    says so).  Returns the side_information entry (``FeatureAttribute``, modality ``genres``)."""
-    ids, rows = [], []
-    for line in (DATA / "u.item").read_text(encoding="latin-1").splitlines():
-        if not line.strip():
-            continue
-        fields = line.split("|")
-        ids.append(fields[0])
-        date = fields[2].strip()
-        year = float(date[-4:]) if len(date) >= 4 and date[-4:].isdigit() else np.nan
-        rows.append([float(x) for x in fields[5:24]] + [year])
-    x = np.asarray(rows, dtype=np.float64)
-    year = x[:, -1]
-    year[np.isnan(year)] = np.nanmean(year)
-    x[:, -1] = (year - year.mean()) / year.std()
-    np.save(folder / "item_attributes.npy", x.astype(np.float32))
-    (folder / "item_attributes_mapping.tsv").write_text("".join(f"{i}\t{k}\n" for k, i in enumerate(ids)))
-    return {"dataloader": "FeatureAttribute", "modality": "genres", "features": str(folder / "item_attributes.npy"),
-            "item_mapping": str(folder / "item_attributes_mapping.tsv")}
+def attribute_entries() -> list:
+    """ML-100K's own u.user / u.item as UserAttributes / ItemAttributes entries (read as shipped)."""
+    return [{"dataloader": "UserAttributes", "attribute_file": str(DATA / "u.user"), "format": "ml100k"},
+            {"dataloader": "ItemAttributes", "attribute_file": str(DATA / "u.item"), "format": "ml100k"}]
 
 
 def available_modalities() -> dict:
-    """modality -> side_information entry, for the feature files present (``genres``: built from u.item
-    for each run, see :func:`write_item_attributes`)."""
-    out = {"genres": None} if (DATA / "u.item").exists() else {}
+    """modality -> side_information entry, for the feature files present (``attributes``: u.user and
+    u.item, see :func:`attribute_entries`)."""
+    out = {"attributes": None} if (DATA / "u.item").exists() and (DATA / "u.user").exists() else {}
     for modality, name in FEATURE_FILES.items():
         path = FEATURES / name
         if path.exists():
@@ -124,9 +143,9 @@ def experiment(fold: int, name: str, block: dict, modalities, folder: Path) -> d
                    "test_path": str(DATA / f"u{fold}.test")}
     if modalities:
         entries = available_modalities()
-        if "genres" in modalities:
-            entries["genres"] = write_item_attributes(folder)
-        data_config["side_information"] = [entries[m] for m in modalities]
+        data_config["side_information"] = [entries[m] for m in modalities if m != "attributes"]
+        if "attributes" in modalities:
+            data_config["side_information"] += attribute_entries()
         data_config["missing_features"] = "mean"  # items without a poster / plot keep their ratings
     block = {"meta": {"validation_metric": "RMSE"}, **block}
     return {"experiment": {
@@ -145,7 +164,7 @@ def run_one(fold: int, label: str) -> dict:
 
     from elliot.run import run_experiment
 
-    name, block, modalities = MODELS[label]
+    name, block, modalities = {**MODELS, **tuned_models()}[label]
     with tempfile.TemporaryDirectory(prefix="elliot-rating-") as tmp:
         folder = Path(tmp)
         config = folder / "config.yml"
@@ -289,10 +308,7 @@ def _reading(by_model: dict) -> list:
         out.append(f"* DLRM (ids only) is the best model here, {dlrm:.4f}, and overfits fast: the selected epoch is "
                    f"{min(epochs)}-{max(epochs)} of 20 on every fold; its defaults (lr, l_w) were picked on u1's "
                    "validation split only, so u1 is not an untouched fold for it.")
-        genres = _mean(by_model, "DLRM[genres]")
-        if genres is not None:
-            out.append(f"* Item genres + year as a tower do not help DLRM ({genres:.4f}): the extra vector overfits "
-                       "even earlier.")
+        out += _attribute_reading(by_model)
         out += _multimodal_reading(by_model, dlrm)
     return (["## Reading", ""] + out + [""]) if out else []
 
@@ -301,40 +317,74 @@ def _reading(by_model: dict) -> list:
 TARGET = PUBLISHED["SVD++"][0]
 
 
+def _differences(by_model: dict, label: str, base: str):
+    """(line, mean of label) comparing label with base fold by fold (None unless both have the 5 folds)."""
+    ref = {r["fold"]: r["test"]["RMSE"] for r in by_model.get(base) or []}
+    mine = {r["fold"]: r["test"]["RMSE"] for r in by_model.get(label) or []}
+    folds = sorted(set(mine) & set(ref))
+    if len(folds) < 5:
+        return None, None
+    diff = np.array([mine[f] - ref[f] for f in folds])
+    mean = float(np.mean([mine[f] for f in folds]))
+    epochs = [r["best_epoch"] for r in by_model[label]]
+    return (f"  * {label}: {mean:.4f} mean test RMSE; minus {base} per fold "
+            + ", ".join(f"u{f} {d:+.4f}" for f, d in zip(folds, diff))
+            + f"; mean {diff.mean():+.4f} ± {diff.std(ddof=0):.4f} (population std over the 5 folds), lower on "
+            f"{int((diff < 0).sum())} of 5 folds; selected epochs {min(epochs)}-{max(epochs)}."), mean
+
+
+def _attribute_reading(by_model: dict) -> list:
+    """u.user / u.item attributes (UserAttributes / ItemAttributes) against ids only, default and tuned."""
+    out = []
+    line, _ = _differences(by_model, "DLRM+attr", "DLRM")
+    if line:
+        out += ["* Do u.user / u.item attributes help DLRM (age, age bucket, gender, occupation, zip region as "
+                "sparse embeddings, genres as a mean embedding bag, age and year through the bottom MLP; "
+                "DLRM's defaults unchanged)?", line]
+    grid = (by_model.get(GRID_LABEL) or [None])[0]
+    if grid is not None:
+        out.append(f"* The grid ({', '.join(f'{k} {v}' for k, v in GRID.items())}; {grid['trials']} "
+                   "configurations of DLRM+attr, early stopping, selected on u1's validation RMSE only) chose "
+                   + ", ".join(f"{k} {grid['params'][k]}" for k in GRID)
+                   + f" (validation RMSE {grid['validation']['RMSE']:.4f}); the `DLRM*` rows run these values on "
+                   "every fold (u1 is not an untouched fold for them).")
+        line, _ = _differences(by_model, "DLRM*+attr", "DLRM*")
+        if line:
+            out += ["  With the selected values, attributes against ids only:", line]
+        tuned, ids = _mean(by_model, "DLRM*"), _mean(by_model, "DLRM")
+        if tuned is not None and ids is not None:
+            out.append(f"  The values chosen on u1 do not carry over to ids-only DLRM: DLRM* {tuned:.4f} against DLRM's "
+                       f"defaults {ids:.4f}; DLRM ids-only with its defaults stays the best DLRM here.")
+    return out
+
+
 def _multimodal_reading(by_model: dict, dlrm: float) -> list:
-    """Do posters and plots help?  Per-fold test-RMSE differences of DLRM[m] against DLRM (ids only)."""
-    ids = {r["fold"]: r["test"]["RMSE"] for r in by_model.get("DLRM") or []}
+    """Do posters and plots help?  Per-fold test-RMSE differences against the same model without them."""
+    pairs = [(f"DLRM[{m}]", "DLRM") for m in ("visual", "textual", "visual,textual")] + \
+            [(f"DLRM*+attr[{m}]", "DLRM*+attr") for m in ("visual", "textual", "visual,textual")]
     rows, best = [], None
-    for label in ("DLRM[visual]", "DLRM[textual]", "DLRM[visual,textual]"):
-        mine = {r["fold"]: r["test"]["RMSE"] for r in by_model.get(label) or []}
-        folds = sorted(set(mine) & set(ids))
-        if len(folds) < 5:
+    for label, base in pairs:
+        line, mean = _differences(by_model, label, base)
+        if line is None:
             continue
-        diff = np.array([mine[f] - ids[f] for f in folds])
-        mean = float(np.mean([mine[f] for f in folds]))
+        rows.append(line)
         if best is None or mean < best[0]:
             best = (mean, label)
-        epochs = [r["best_epoch"] for r in by_model[label]]
-        rows.append(f"  * {label}: {mean:.4f} mean test RMSE; minus DLRM per fold "
-                    + ", ".join(f"u{f} {d:+.4f}" for f, d in zip(folds, diff))
-                    + f"; mean {diff.mean():+.4f} ± {diff.std(ddof=0):.4f} (population std over the 5 folds), lower "
-                    f"on {int((diff < 0).sum())} of 5 folds; selected epochs {min(epochs)}-{max(epochs)}.")
     if not rows:
         return []
-    helped = [r for r in rows if " mean -" in r]
     out = ["* Do posters and plots help?  Item features from `python -m elliot.features` (efficientnet-lite0 "
            "pooled features of the posters, 1,663 items; all-MiniLM-L6-v2 embeddings of the TMDB overviews, 1,664 "
            "items; items without one get the training items' mean, `missing_features: mean`), each through its "
-           "own DLRM tower, with DLRM's defaults unchanged (nothing was tuned for the features, on any fold):",
-           *rows]
-    if not helped:
-        ids_epochs = [r["best_epoch"] for r in by_model["DLRM"]]
-        out.append("  No: with these defaults the features make DLRM's test RMSE worse on average.  The runs "
-                   "overfit sooner than ids-only (selected epochs above against "
-                   f"{min(ids_epochs)}-{max(ids_epochs)}); a likely reason, not tested here, is the tower's "
-                   "parameters (1280- or 384-d input -> 128 -> 32 per modality) next to 72,000 training ratings, "
-                   "whose item-id embeddings already fit each item.  Regularising the towers (dropout, l_w, a "
-                   "smaller tower), tuned on u1's validation split only, was not tried.")
+           "own DLRM tower; `DLRM[m]` against DLRM with DLRM's defaults, `DLRM*+attr[m]` against DLRM*+attr with "
+           "the grid's values (not tuned for the features):", *rows]
+    if not any(" mean -" in r for r in rows):
+        both = any(r.startswith("  * DLRM*+attr[") for r in rows)
+        out.append("  No: on average the features make DLRM's test RMSE worse"
+                   + (", with and without attributes" if both else " (the attribute + feature runs with the grid's "
+                      "values are not in the store)") + ".  The "
+                   "runs overfit sooner than without them (selected epochs above); a likely reason, not tested "
+                   "here, is the tower's parameters (1280- or 384-d input -> 128 -> d per modality) next to "
+                   "72,000 training ratings, whose item-id embeddings already fit each item.")
     if best is not None:
         mean, label = best
         out.append(f"* The issue's target (multimodal DLRM RMSE < {TARGET:.3f}, Surprise's published SVD++ number, "
@@ -348,8 +398,9 @@ def write_doc(runs: dict) -> None:
     by_model: dict = {}
     for row in runs.values():
         by_model.setdefault(row["model"], []).append(row)
-    order = [m for m in MODELS if m in by_model] + sorted(m for m in by_model if m not in MODELS
-                                                          and not m.startswith("Surprise"))
+    known = [*MODELS, *TUNED_LABELS]
+    order = [m for m in known if m in by_model] + sorted(m for m in by_model if m not in known
+                                                         and not m.startswith("Surprise"))
     machine = next((f"{r['cpu']}, torch {r['torch']}, {r['threads']} thread(s)" for r in runs.values()
                     if "threads" in r), "-")
     lines = [
@@ -370,7 +421,8 @@ def write_doc(runs: dict) -> None:
         "(pair-averaged, not per user), predictions clipped to [1, 5].  Test pairs whose user or item has no "
         "training rating are dropped by the framework (the count per fold is under Anchors).",
         "* Mean ± std (population) over the folds; s/epoch is the median training time of an epoch "
-        f"(validation excluded; {machine}, a CPU shared with other jobs).",
+        f"(validation excluded; {machine}, a CPU shared with other jobs: rows run under different loads, the "
+        "+attr and DLRM* rows on a 2-core machine shared with ~6 other jobs, are not comparable in speed).",
         "",
         "## Results",
         "",
@@ -416,8 +468,10 @@ def write_doc(runs: dict) -> None:
         "SGD; Surprise's default BaselineOnly solves it by ALS with other regularisation), `BiasedMF` "
         "(μ + b_u + b_i + p_u·q_i, Surprise's SVD: its objective, defaults and SGD update; batches of 128 "
         "ratings instead of one), `DLRM` (Naumov et al. 2019: id embeddings, bottom MLP, pairwise dot "
-        "interactions, top MLP; `DLRM[m]` adds an MLP tower per item feature set m; `genres` is u.item's 19 genre "
-        "flags + the standardised release year, given to the framework as one `FeatureAttribute` matrix).  Equations, defaults "
+        "interactions, top MLP; `DLRM[m]` adds an MLP tower per item feature set m; `+attr`: u.user and u.item "
+        "read as shipped by `UserAttributes` / `ItemAttributes` (`format: ml100k`), categorical attributes as "
+        "embeddings, age and year through the bottom MLP; `DLRM*`: the grid's selected values, early stopping "
+        "with patience 3 on validation RMSE).  Equations, defaults "
         "and their sources are in each model's docstring (`elliot/recommender/rating.py`, "
         "`external/models/dlrm/dlrm.py`).",
         "",
@@ -439,17 +493,25 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=None, help=f"labels among {list(MODELS)} (default: all runnable)")
     ap.add_argument("--surprise", action="store_true", help="also run Surprise's SVD / BaselineOnly anchors")
     ap.add_argument("--only-doc", action="store_true")
+    ap.add_argument("--grid", action="store_true", help=f"run {GRID_LABEL} ({GRID}) on u1 first")
     args = ap.parse_args()
     if not args.only_doc:
         if not DATA.exists():
             sys.exit(f"{DATA} not found: the ML-100K folds are needed")
         present = available_modalities()
-        labels = args.models or [m for m, (_, _, mods) in MODELS.items() if all(x in present for x in mods)]
+        if args.grid:
+            _store([run_one(1, GRID_LABEL)])
+        models = {**MODELS, **tuned_models()}
+        labels = args.models or [m for m, (_, _, mods) in models.items() if all(x in present for x in mods)
+                                 and m != GRID_LABEL]
         for label in labels:
-            if any(x not in present for x in MODELS[label][2]):
-                print(f"{label}: skipped, feature files {[FEATURE_FILES[x] for x in MODELS[label][2]]} not in {FEATURES}")
+            if label not in models:
+                print(f"{label}: skipped, unknown here (the DLRM* labels need --grid first)")
                 continue
-            for fold in args.folds:
+            if any(x not in present for x in models[label][2]):
+                print(f"{label}: skipped, feature files {[FEATURE_FILES[x] for x in models[label][2]]} not in {FEATURES}")
+                continue
+            for fold in (args.folds if label != GRID_LABEL else [1]):
                 row = run_one(fold, label)
                 _store([row])
                 print(f"u{fold} {label}: test RMSE {row['test']['RMSE']:.4f} MAE {row['test']['MAE']:.4f} "

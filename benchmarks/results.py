@@ -3,11 +3,19 @@
     python benchmarks/results.py [config_files/bench/*.yml ...] [--only-doc]
 
 Every run of a config stores, per model, every trial (validation and test metrics, seconds per epoch,
-epochs) in ``benchmarks/results_runs.json`` keyed by (config file, model); re-running a config replaces
-its entries.  ``docs/results.md`` is then regenerated from that file: one row per dataset and model,
-the configuration selected on validation Recall@20 (never on test), its test metrics, median seconds
-per epoch, the epoch chosen and the grid searched.  Configs whose data is absent (../shared/data) are
-skipped with a message.
+epochs) in ``benchmarks/results_runs.json`` keyed by (config file, model) -- the file's path under
+``config_files/bench/``, e.g. ``vbpr_tiktok.yml`` or ``mmrec_protocol/vbpr_tiktok.yml`` -- and the
+evaluation protocol its config sets (:func:`protocol_of`); re-running a config replaces its entries.
+``docs/results.md`` is then regenerated from that file: one table per protocol and dataset, one row per
+model, the configuration selected on validation Recall@20 (never on test), its test metrics (and the
+cold-start ones when the catalogue has cold items), median seconds per epoch, the epoch chosen and the
+grid searched.  Stored runs without a protocol are the Elliot protocol (the only one before
+``data_config.item_catalogue``).  Configs whose data is absent (../shared/data) are skipped with a message.
+
+    python benchmarks/results.py config_files/bench/mmrec_protocol/*.yml   # the MMRec-protocol copies
+
+(the copies are written by ``python benchmarks/mmrec_protocol.py``; the default run, without arguments, is
+the top-level ``config_files/bench/*.yml`` only.)
 """
 from __future__ import annotations
 
@@ -30,8 +38,39 @@ RUNS = ROOT / "benchmarks" / "results_runs.json"
 DOC = ROOT / "docs" / "results.md"
 CUTOFFS = (10, 20, 50)
 DATASET_ORDER = ("tiktok", "lfm2k", "ml100k", "default")
-MODEL_ORDER = ("MostPop", "BPRMF", "LightGCN", "VBPR", "LightGCNM", "MMGCN", "GRCN", "LATTICE", "SLMRec",
-               "FREEDOM", "AMR")
+MODEL_ORDER = ("MostPop", "BPRMF", "LightGCN", "LayerGCN", "SelfCF", "SGL", "ItemKNNCBF", "VBPR", "MBPR",
+               "LightGCNM", "MMGCN", "GRCN", "DualGNN", "LATTICE", "SLMRec", "FREEDOM", "MGCN",
+               "LGMRec", "DRAGON", "SMORE", "DiffMM", "AMR")
+
+
+BENCH = ROOT / "config_files" / "bench"
+#: protocol name -> ((item_catalogue, mask_validation_in_test), what the doc says about it)
+PROTOCOLS = {
+    "elliot": (("train", True), "Elliot's protocol (`item_catalogue: train`, `mask_validation_in_test: true`): the "
+               "catalogue is the items with a training interaction (validation/test interactions of other items "
+               "are dropped, and users left without a test item are not evaluated); training items masked, and "
+               "validation items masked at test time."),
+    "mmrec": (("all", False), "MMRec's protocol (`item_catalogue: all`, `mask_validation_in_test: false`): every "
+              "item of any split is ranked, items without a training interaction (cold) included and relevant; "
+              "only training items masked.  *cold* columns: the same metric restricted to the test interactions "
+              "of cold items (users with at least one)."),
+}
+
+
+def protocol_of(experiment: dict) -> str:
+    """The protocol a resolved experiment follows: a :data:`PROTOCOLS` name, else a description."""
+    catalogue = (experiment.get("data_config") or {}).get("item_catalogue", "train")
+    mask = (experiment.get("evaluation") or {}).get("mask_validation_in_test", True)
+    for name, (settings, _) in PROTOCOLS.items():
+        if settings == (catalogue, mask):
+            return name
+    return f"item_catalogue {catalogue}, mask_validation_in_test {str(mask).lower()}"
+
+
+def run_key(path: Path) -> str:
+    """The config's name in the stored runs: its path under config_files/bench/ (else its file name)."""
+    path = Path(path).resolve()
+    return path.relative_to(BENCH).as_posix() if path.is_relative_to(BENCH) else path.name
 
 
 def _commit() -> str:
@@ -48,15 +87,18 @@ def _metrics(values) -> dict:
 def run_config(path: Path, runs: dict) -> None:
     import torch
 
+    from elliot.config import load_config
+
+    protocol = protocol_of(load_config(path).experiment_dict())
     start = time.perf_counter()
     result = run_experiment(path, progress=False)
     wall = time.perf_counter() - start
     dataset = result.results_folder.name
     for model, trials in result.trials.items():
         best = result.best[model]
-        runs[f"{path.name}::{model}"] = {
+        runs[f"{run_key(path)}::{model}"] = {
             "config": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-            "dataset": dataset, "model": model.split(".")[-1], "commit": _commit(),
+            "dataset": dataset, "model": model.split(".")[-1], "protocol": protocol, "commit": _commit(),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or
             platform.machine(), "date": time.strftime("%Y-%m-%d"), "config_wall_seconds": wall,
             "best": best.name,
@@ -67,7 +109,7 @@ def run_config(path: Path, runs: dict) -> None:
                         "validation": _metrics(t.validation or {}), "test": _metrics(t.test)}
                        for t in trials],
         }
-        b = next(t for t in runs[f"{path.name}::{model}"]["trials"] if t["name"] == best.name)
+        b = next(t for t in runs[f"{run_key(path)}::{model}"]["trials"] if t["name"] == best.name)
         print(f"{dataset} {model}: test Recall@20 {b['test']['20']['Recall']:.4f} nDCG@20 "
               f"{b['test']['20']['nDCG']:.4f} ({len(trials)} trials, {wall:.0f} s)", flush=True)
 
@@ -93,40 +135,61 @@ def _order(entry) -> tuple:
     return ds, m, entry["model"]
 
 
-def write_doc(runs: dict) -> None:
+def _protocol_order(name: str) -> tuple:
+    return (list(PROTOCOLS).index(name) if name in PROTOCOLS else len(PROTOCOLS), name)
+
+
+def render_doc(runs: dict) -> str:
+    """docs/results.md from the stored runs: a section per protocol, a table per dataset."""
     entries = sorted(runs.values(), key=_order)
+    protocols = sorted({e.get("protocol", "elliot") for e in entries}, key=_protocol_order)
     lines = ["# Results on real data", "",
              "Written by `python benchmarks/results.py` from the runs stored in `benchmarks/results_runs.json` "
              "(re-run one config with `python benchmarks/results.py config_files/bench/<file>.yml`).", "",
-             "Protocol (every row): full ranking over all items; training items masked, and validation items "
-             "masked at test time; the configuration AND the epoch are selected on validation Recall@20 "
-             "(validation every 5 epochs, early stopping), never on test; the test metrics of that "
-             "configuration at its best epoch are reported.  s/epoch = median seconds per training epoch "
+             "Every row: full ranking over the item catalogue; the configuration AND the epoch are selected on "
+             "validation Recall@20 (validation every 5 epochs, early stopping), never on test; the test metrics "
+             "of that configuration at its best epoch are reported.  s/epoch = median seconds per training epoch "
              "(2 CPU cores, no GPU).  *best ep* = epoch selected, *ran* = epochs trained before early "
-             "stopping.  Hyperparameters not in the grid column are those of the config file.", ""]
-    for dataset in sorted({e["dataset"] for e in entries}, key=lambda d: DATASET_ORDER.index(d)
-                          if d in DATASET_ORDER else 99):
-        lines += [f"## {dataset}", "",
-                  "| model | Recall@20 | nDCG@20 | Precision@20 | Recall@10 | Recall@50 | val Recall@20 | "
-                  "s/epoch | best ep | ran | trials | grid | selected configuration | config | commit |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for e in (e for e in entries if e["dataset"] == dataset):
-            b = next(t for t in e["trials"] if t["name"] == e["best"])
-            t20, t10, t50 = b["test"]["20"], b["test"].get("10", {}), b["test"].get("50", {})
-            val = b["validation"].get("20", {}).get("Recall", float("nan"))
-            spe = b["seconds_per_epoch"]
-            lines.append(
-                f"| {e['model']} | {t20['Recall']:.4f} | {t20['nDCG']:.4f} | {t20['Precision']:.4f} | "
-                f"{t10.get('Recall', float('nan')):.4f} | {t50.get('Recall', float('nan')):.4f} | {val:.4f} | "
-                f"{'-' if spe != spe else f'{spe:.3f}'} | {b['best_epoch']} | {b['epochs_run']} | "
-                f"{len(e['trials'])} | {_grid(e['trials'])} | `{e['best']}` | `{e['config']}` | {e['commit']} |")
-        lines.append("")
+             "stopping.  Hyperparameters not in the grid column are those of the config file.  The protocols "
+             "(catalogue and masking) differ, so numbers are comparable only inside one protocol's tables.", ""]
+    for protocol in protocols:
+        mine = [e for e in entries if e.get("protocol", "elliot") == protocol]
+        title = PROTOCOLS[protocol][1] if protocol in PROTOCOLS else f"Protocol: {protocol}."
+        lines += [f"## Protocol: {protocol}", "", title, ""]
+        for dataset in sorted({e["dataset"] for e in mine}, key=lambda d: DATASET_ORDER.index(d)
+                              if d in DATASET_ORDER else 99):
+            rows = [e for e in mine if e["dataset"] == dataset]
+            best = [next(t for t in e["trials"] if t["name"] == e["best"]) for e in rows]
+            cold = any("Recall_cold" in b["test"].get("20", {}) for b in best)
+            extra = " Recall@20 cold | nDCG@20 cold |" if cold else ""
+            lines += [f"### {dataset}", "",
+                      "| model | Recall@20 | nDCG@20 | Precision@20 | Recall@10 | Recall@50 |" + extra +
+                      " val Recall@20 | s/epoch | best ep | ran | trials | grid | selected configuration | config "
+                      "| commit |",
+                      "|---|---|---|---|---|---|" + "---|" * (2 * cold) + "---|---|---|---|---|---|---|---|---|"]
+            for e, b in zip(rows, best):
+                t20, t10, t50 = b["test"]["20"], b["test"].get("10", {}), b["test"].get("50", {})
+                val = b["validation"].get("20", {}).get("Recall", float("nan"))
+                spe = b["seconds_per_epoch"]
+                cells = (f" {t20.get('Recall_cold', float('nan')):.4f} | {t20.get('nDCG_cold', float('nan')):.4f} |"
+                         if cold else "")
+                lines.append(
+                    f"| {e['model']} | {t20['Recall']:.4f} | {t20['nDCG']:.4f} | {t20['Precision']:.4f} | "
+                    f"{t10.get('Recall', float('nan')):.4f} | {t50.get('Recall', float('nan')):.4f} |{cells} "
+                    f"{val:.4f} | {'-' if spe != spe else f'{spe:.3f}'} | {b['best_epoch']} | {b['epochs_run']} | "
+                    f"{len(e['trials'])} | {_grid(e['trials'])} | `{e['best']}` | `{e['config']}` | {e['commit']} |")
+            lines.append("")
     notes = ROOT / "docs" / "results_notes.md"
     if notes.exists():
         lines += [notes.read_text().rstrip(), ""]
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text("\n".join(lines))
-    print(f"wrote {DOC}")
+    return "\n".join(lines)
+
+
+def write_doc(runs: dict, doc: Path = DOC) -> None:
+    doc = Path(doc)
+    doc.parent.mkdir(exist_ok=True)
+    doc.write_text(render_doc(runs))
+    print(f"wrote {doc}")
 
 
 def main(argv=None) -> None:

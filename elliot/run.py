@@ -17,6 +17,9 @@ from elliot.dataset.builder import build_dataset
 from elliot.errors import ConfigError
 from elliot.recommender.registry import resolve_model
 from elliot.results import report
+from elliot.results.tracking import check_tracking, safely, start_tracking
+from elliot.results.html_report import write_plots_and_report
+from elliot.results.writers import write_data_summary
 from elliot.search import plan_trials
 from elliot.search.executors import make_executor, resolve_n_jobs
 from elliot.search.store import TrialStore, dataset_fingerprint, protocol_fingerprint
@@ -101,12 +104,14 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
             problem = _task_problem(cls, spec, exp)
             if problem:
                 raise ConfigError(f"{where}: {problem}")
+            _check_attacks(cls, exp, where)
             plans[name] = (cls, spec, plan_trials(cls, spec, where=where, seed=seed))
         except ConfigError as exc:  # every config error names the file
             message = str(exc)
             raise ConfigError(message if message.startswith(cfg.file) else f"{cfg.file}: {message}") from None
     execution = {name: _execution(spec.meta, exp, f"experiment.models.{name}.meta")
                  for name, (_, spec, _) in plans.items()}
+    check_tracking(exp.get("tracking"))  # a missing package or setting is said before any data is read
 
     timestamp = time.strftime("%Y_%m_%d_%H_%M_%S")
     results_folder = Path(exp["path_output_rec_performance"]).parent
@@ -141,8 +146,10 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
             say(note)
             logger.info(note)
     results_folder.mkdir(parents=True, exist_ok=True)
-    (results_folder / f"config_{timestamp}.yml").write_text(
-        yaml.safe_dump(_resolved(cfg, plans, execution), sort_keys=False))
+    config_file = results_folder / f"config_{timestamp}.yml"
+    config_file.write_text(yaml.safe_dump(_resolved(cfg, plans, execution), sort_keys=False))
+    tracker = start_tracking(exp.get("tracking"), exp, results_folder, timestamp, config_file)
+    write_data_summary(results_folder, dataset)
     device = select_device(exp.get("gpu", -1))
     ctx = TrialContext(dataset=dataset, experiment=exp, device=str(device), progress=progress)
     outcome = ExperimentResult(results_folder=results_folder)
@@ -178,7 +185,8 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
                               fingerprint=protocol_fingerprint(data_hash, exp, spec, cls),
                               make_task=make_task_factory(name, spec, external, epoch_bar,
                                                           varying=[*trials.space.axes, *trials.space.spaces]),
-                              restore=run.reuse, progress=progress, on_change=on_change, say=say)
+                              restore=run.reuse, progress=progress, on_change=on_change, say=say,
+                              on_trial=tracker and (lambda result: safely("a trial", tracker.log_trial, result)))
             outcome.trials[name], outcome.best[name] = sweep.results, sweep.best
             outcome.restored[name], outcome.ran[name] = sweep.restored, sweep.ran
             summary = (f"{name}: {sweep.evaluations} trial(s), {sweep.restored} restored from {store.path}, "
@@ -192,15 +200,32 @@ def run_experiment(config_path, overrides: Optional[dict] = None, progress: bool
     except BaseException:  # Ctrl-C or an error: stop the workers now, finished trials are stored
         for executor in executors.values():
             executor.close(abort=True)
+        if tracker is not None:
+            safely("closing the run", tracker.finish, [], status="FAILED")
         raise
     for executor in executors.values():
         executor.close()
     outcome.files = writer.write_all(outcome.trials, best=outcome.best, final=True)
     outcome.table = report.final_table(outcome.best, exp)
+    outcome.files += write_plots_and_report(results_folder, timestamp, exp["path_output_rec_performance"])
+    if tracker is not None:
+        safely("the plots and report", tracker.finish, outcome.files)
     say(outcome.table)
     logger.info("\n%s", outcome.table)
-    say(f"log: {log_path}")
+    say(f"report: {results_folder / 'report.html'}\nlog: {log_path}")
     return outcome
+
+
+def _check_attacks(cls, exp: dict, where: str) -> None:
+    """``evaluation.attacks`` entries (keys, values, modality names) checked before any data is read; a model
+    that reads no item features is skipped at evaluation with a log line, not refused."""
+    attacks = (exp.get("evaluation") or {}).get("attacks")
+    if attacks:
+        from elliot.evaluation.attacks import check_attackable
+
+        modalities = [e.get("modality") for e in exp["data_config"].get("side_information") or []
+                      if isinstance(e, dict) and e.get("modality")]
+        check_attackable(cls, attacks, where, modalities=modalities or None, strict=False)
 
 
 def _task_problem(cls, spec, exp: dict) -> Optional[str]:

@@ -140,7 +140,8 @@ def run_trial(ctx: TrialContext, model_name: str, model_cls, params: Dict[str, o
     if attacks:
         from elliot.evaluation.attacks import evaluate_attacks
 
-        result.attacks = evaluate_attacks(model, ctx.dataset, evaluator, attacks, clean=test, seed=seed)
+        result.attacks = evaluate_attacks(model, ctx.dataset, evaluator, attacks, clean=test, seed=seed,
+                                          target_seed=ctx.experiment.get("random_seed"))
     result.artefacts = collect_artefacts(model, evaluator, meta)
     if save:
         write_artefacts(ctx, result)

@@ -121,3 +121,15 @@ def assert_same_loss_and_grads(model, batch, fast, reference, atol: float, seed=
     assert fast_g.keys() == ref_g.keys()
     for k in ref_g:
         assert torch.allclose(fast_g[k], ref_g[k], rtol=1e-4, atol=atol), k
+
+
+def fit_through_trainer(model, ds, epochs=1, batch_size=32, seed=0):
+    """``epochs`` epochs of the real trainer (sampler, validation, best-epoch restore) on ``ds``; returns
+    (fit result, test metrics)."""
+    from elliot.evaluation.evaluator import Evaluator
+    from elliot.training.trainer import Trainer
+
+    ev = Evaluator(ds, [5, 10], ["Recall", "nDCG"])
+    fit = Trainer(model, ds, ev, epochs=epochs, batch_size=batch_size, seed=seed, validation_rate=1,
+                  validation_metric="Recall@10", progress=False).fit()
+    return fit, ev.evaluate(model, "test")

@@ -188,3 +188,15 @@ def test_eval_perturbations_adds_attacked_validation_to_history_only():
     # selection, losses and clean validation are untouched by the probe
     assert [h["loss"] for h in plain.history] == [h["loss"] for h in probed.history]
     assert plain.best_validation == probed.best_validation and plain.best_epoch == probed.best_epoch
+
+
+def test_evaluation_never_imports_training():
+    """Layering: the attacks and the certified radius (a measurement) import nothing from elliot.training."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, elliot.evaluation.attacks, elliot.evaluation.certified, elliot.evaluation.attacks.promotion, "
+            "elliot.evaluation.attacks.missing; "
+            "bad = [m for m in sys.modules if m.startswith('elliot.training')]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(Path(__file__).parents[1]))

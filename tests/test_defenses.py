@@ -8,7 +8,8 @@ from elliot.errors import ConfigError
 from elliot.recommender.base import TripletBatch
 from elliot.recommender.baselines import BPRMF, MostPop
 from elliot.training.defenses import build_addons, finalize, validate_defense
-from elliot.training.defenses.crmt import CRMTRegulariser, IntegratedModel, certified_radius, lipschitz, margins
+from elliot.evaluation.certified import certified_radius, lipschitz, margins
+from elliot.training.defenses.crmt import CRMTRegulariser, IntegratedModel
 from elliot.training.defenses.mirror_gradient import MirrorGradient
 from elliot.training.defenses.modality_balancing import ModalityBalancing
 from tests.helpers import random_dataset

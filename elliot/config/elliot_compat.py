@@ -10,12 +10,16 @@ something we do is rewritten here to our one spelling, so nothing behind the loa
 * ``align_side_with_train``: true (Elliot's default) = items without features leave every split
   (``missing_features: drop``); false keeps them with zero vectors (``missing_features: zeros``).
 * the model block's ``early_stopping`` (where Elliot reads it) moves into ``meta``.
+
+:func:`rewrite` applies the rewrites that need no disk to a whole document before it is checked against the
+schema (the schema describes both spellings, so an editor accepts either); ``hierarchy`` and
+``align_side_with_train`` are resolved by the loader, which reads the folders.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Tuple
+from typing import Any, List, Tuple
 
 from elliot.errors import ConfigError
 
@@ -25,11 +29,10 @@ LOADER_SPELLINGS = {
     "textualattribute": "TextualAttribute", "textualattributes": "TextualAttribute",
     "audioattribute": "AudioAttribute", "audioattributes": "AudioAttribute",
     "featureattribute": "FeatureAttribute",
+    "itemattributes": "ItemAttributes", "userattributes": "UserAttributes",
 }
-#: Elliot loaders for side information no model here reads (knowledge graphs, item attributes, raw images)
+#: Elliot loaders for side information no model here reads (knowledge graphs, raw images)
 UNSUPPORTED_LOADERS = {
-    "itemattributes": "item attribute files feed Elliot's knowledge-aware models (KaHFM, ...), none of which "
-                      "exists here",
     "chainedkg": "knowledge graphs feed Elliot's KG models (KGAT, KGFlex, ...), none of which exists here",
     "knowledgechainsloader": "knowledge graphs feed Elliot's KG models (KGAT, KGFlex, ...), none of which exists here",
     "kgcompletion": "knowledge-graph completion data feed Elliot's KGIN-like models, none of which exists here",
@@ -147,3 +150,30 @@ def move_early_stopping(block: dict, where: str, file: str) -> dict:
         meta["early_stopping"] = es
     block["meta"] = meta
     return block
+
+
+def rewrite(doc: Any, file: str) -> Tuple[Any, List[str]]:
+    """``doc`` with the side_information loaders and the model blocks in our spelling (a new document; the
+    input is not changed), and the notes to log.  Values of the wrong shape are left for the schema to name."""
+    notes: List[str] = []
+    exp = doc.get("experiment") if isinstance(doc, dict) else None
+    if not isinstance(exp, dict):
+        return doc, notes
+    exp = dict(exp)
+    dc = exp.get("data_config")
+    entries = dc.get("side_information") if isinstance(dc, dict) else None
+    if isinstance(entries, (dict, list)):
+        where = "experiment.data_config.side_information"
+        listed = [entries] if isinstance(entries, dict) else entries
+        listed = [normalise_loader_entry(e, f"{where}[{n}]", file, notes) if isinstance(e, dict) and "dataloader" in e
+                  else e for n, e in enumerate(listed)]
+        exp["data_config"] = {**dc, "side_information": listed}
+    if isinstance(exp.get("models"), dict):
+        models = {}
+        for name, block in exp["models"].items():
+            if isinstance(block, dict) and isinstance(block.get("meta") or {}, dict):
+                block = move_early_stopping(block, f"experiment.models.{name}", file)
+                block = drop_ignored_params(block, f"experiment.models.{name}", notes)
+            models[name] = block
+        exp["models"] = models
+    return {**doc, "experiment": exp}, notes

@@ -1,4 +1,9 @@
-"""Read, validate and resolve an Elliot-style YAML experiment (``yaml.safe_load``; nothing is eval'd)."""
+"""Read, validate and resolve an Elliot-style YAML experiment (``yaml.safe_load``; nothing is eval'd).
+
+Order: overrides, Elliot's spellings rewritten (:mod:`elliot.config.elliot_compat`), the document checked
+against the schema models (an unknown key is raised at once), then resolution here (paths, metric names,
+values that depend on others, each with its own one-line message); a schema problem the resolution did not
+already name is raised last."""
 from __future__ import annotations
 
 import copy
@@ -8,13 +13,14 @@ from typing import Any, Dict, Optional
 
 import yaml
 
-from elliot.config.schema import (DATA_KEYS, EVAL_KEYS, EXPERIMENT_KEYS, IGNORED_ELLIOT_KEYS, LOADERS, PREFILTERS,
-                                  SPLIT_STRATEGIES, ModelSpec, check_keys, metric_name, parse_execution,
-                                  parse_meta)
 from elliot.config import elliot_compat
+from elliot.config.meta import metric_name, parse_execution, parse_meta
+from elliot.config.schema import (IGNORED_ELLIOT_KEYS, ITEM_CATALOGUES, LOADERS, PREFILTERS, SPLIT_STRATEGIES,
+                                  ModelSpec, Tracking)
+from elliot.config.validation import document_problems
 from elliot.evaluation.metrics import parse_complex_metrics
 from elliot.evaluation.negative_sampling import parse_negative_sampling
-from elliot.errors import ConfigError, unknown_name
+from elliot.errors import ConfigError, ElliotError, unknown_name
 
 
 class ExperimentConfig:
@@ -67,8 +73,22 @@ def load_config(path, overrides: Optional[dict] = None) -> ExperimentConfig:
     if not isinstance(doc, dict) or "experiment" not in doc:
         raise ConfigError(f"{path}: the file must have a top-level 'experiment' mapping")
     _apply_overrides(doc, overrides)
-    check_keys(doc, {"experiment"}, "top level", str(path))
-    return _Resolver(path).experiment(doc["experiment"])
+    doc, notes = elliot_compat.rewrite(doc, str(path))
+    for note in notes:
+        warnings.warn(f"{path}: {note}")
+    problems = document_problems(doc)
+    if problems and problems[0].structural:
+        raise ConfigError(f"{path}: {problems[0].message}")
+    try:
+        config = _Resolver(path).experiment(doc["experiment"])
+    except ElliotError:
+        raise
+    except Exception:  # a value of the wrong shape the resolution trips on: the schema names it
+        if not problems:
+            raise
+    if problems:
+        raise ConfigError(f"{path}: {problems[0].message}") from None
+    return config
 
 
 class _Resolver:
@@ -92,10 +112,6 @@ class _Resolver:
         return str(p)
 
     def experiment(self, exp: dict) -> ExperimentConfig:
-        if "restore" in exp:
-            raise self.err("experiment.restore: reusing finished trials is experiment.reuse_trials (true by default); "
-                           "Elliot's meta.restore (in a model's meta) loads saved weights instead of training")
-        check_keys(exp, EXPERIMENT_KEYS | set(IGNORED_ELLIOT_KEYS), "experiment", self.file)
         for key in set(IGNORED_ELLIOT_KEYS) & set(exp):
             warnings.warn(f"{self.file}: experiment.{key} is accepted and not used: {IGNORED_ELLIOT_KEYS[key]}")
         if not isinstance(exp.get("dataset"), (str, int)):
@@ -122,6 +138,8 @@ class _Resolver:
             raise self.err(f"experiment.top_k ({out['top_k']}) must be >= the largest cutoff ({max(cutoffs)})")
         out["negative_sampling"] = self.negative_sampling(exp.get("negative_sampling"), out["random_seed"])
         out["gpu"] = self._int(exp, "gpu", -1, "experiment")
+        # experiment.tracking: checked by the schema, filled with its defaults (what a tracker reads)
+        out["tracking"] = None if exp.get("tracking") is None else Tracking.model_validate(exp["tracking"]).model_dump()
         execution: Dict[str, Any] = {}  # defaults for every model's meta (trial execution and resume)
         parse_execution(exp, execution, "experiment", self.file)
         out.update({key: execution.get(key) for key in ("n_jobs", "executor", "ray_address", "reuse_trials")})
@@ -142,13 +160,9 @@ class _Resolver:
             where = f"experiment.models.{name}"
             if block is not None and not isinstance(block, dict):
                 raise self.err(f"{where} must be a mapping of hyperparameters, got {block!r}")
-            block = elliot_compat.move_early_stopping(dict(block or {}), where, self.file)
+            block = dict(block or {})
             if isinstance(block.get("meta"), dict) is False and block.get("meta") is not None:
                 raise self.err(f"{where}.meta must be a mapping, got {block['meta']!r}")
-            notes: list = []
-            block = elliot_compat.drop_ignored_params(block, where, notes)
-            for note in notes:
-                warnings.warn(f"{self.file}: {note}")
             meta = parse_meta(block.pop("meta", None), cutoffs, metrics, f"{where}.meta", self.file)
             specs[str(name)] = ModelSpec(str(name), meta, params=block, defense=block.pop("defense", None),
                                          training=block.pop("training", None))
@@ -180,7 +194,6 @@ class _Resolver:
         where = "experiment.data_config"
         if dc is None:
             raise self.err(f"{where} is required")
-        check_keys(dc, DATA_KEYS, where, self.file)
         dc = dict(dc)
         fetch = self.fetch_spec(dc.pop("fetch", None), where)
         loader = dc.pop("dataloader", None)
@@ -216,6 +229,12 @@ class _Resolver:
         if missing not in ("drop", "mean", "zeros"):
             raise self.err(f"{where}.missing_features: '{missing}' is not drop, mean or zeros")
         out["missing_features"] = missing
+        catalogue = dc.get("item_catalogue", "train")
+        if catalogue not in ITEM_CATALOGUES:
+            raise self.err(unknown_name(f"{where}.item_catalogue", catalogue, ITEM_CATALOGUES) +
+                           " (train: the items with a training interaction, Elliot; all: every item of any split "
+                           "and every item with side information, MMRec)")
+        out["item_catalogue"] = catalogue
         out["side_information"] = self.side_information(dc.get("side_information") or [])
         return out
 
@@ -228,15 +247,18 @@ class _Resolver:
             loc = f"{where}[{n}]"
             if not isinstance(entry, dict) or "dataloader" not in entry:
                 raise self.err(f"{loc} needs a 'dataloader' ({', '.join(LOADERS)})")
-            notes: list = []
-            entry = elliot_compat.normalise_loader_entry(entry, loc, self.file, notes)
-            for note in notes:
-                warnings.warn(f"{self.file}: {note}")
             loader = entry["dataloader"]
             if loader not in LOADERS:
                 raise self.err(unknown_name("dataloader", loader, LOADERS, where=loc))
             key, modality = LOADERS[loader]
-            check_keys(entry, {"dataloader", key, "modality", "item_mapping", "features", "extract"}, loc, self.file)
+            if key == "attribute_file":  # ItemAttributes / UserAttributes: tabular, no modality
+                if not entry.get(key):
+                    raise self.err(f"{loc}: {loader} needs 'attribute_file' (Elliot's TSV id<TAB>attr<TAB>... or, "
+                                   "with format: ml100k, u.item / u.user)")
+                out.append({**{k: entry[k] for k in ("format", "name", "missing") if entry.get(k) is not None},
+                            "dataloader": loader, key: self.path(entry[key], f"{loc}.{key}",
+                                                                 must_exist=not self.fetching)})
+                continue
             modality = str(entry.get("modality") or modality or "")
             if not modality:
                 raise self.err(f"{loc}: FeatureAttribute needs a 'modality' name")
@@ -314,7 +336,6 @@ class _Resolver:
             if not isinstance(step, dict) or step.get("strategy") not in PREFILTERS:
                 raise self.err(f"{loc}: {unknown_name('strategy', (step or {}).get('strategy'), PREFILTERS)}")
             needed = PREFILTERS[step["strategy"]]
-            check_keys(step, {"strategy", *needed}, loc, self.file)
             for key in needed:
                 if key not in step:
                     raise self.err(f"{loc}: strategy '{step['strategy']}' needs '{key}'")
@@ -334,7 +355,6 @@ class _Resolver:
                 raise self.err("experiment.splitting is required with data_config.strategy 'dataset'")
             return None
         where = "experiment.splitting"
-        check_keys(sp, {"save_on_disk", "save_folder", "test_splitting", "validation_splitting"}, where, self.file)
         out = {"save_on_disk": bool(sp.get("save_on_disk", False)),
                "save_folder": self.path(sp["save_folder"], f"{where}.save_folder", False) if sp.get("save_folder") else None}
         for part in ("test_splitting", "validation_splitting"):
@@ -343,8 +363,6 @@ class _Resolver:
                 out[part] = None
                 continue
             loc = f"{where}.{part}"
-            check_keys(block, {"strategy", "test_ratio", "leave_n_out", "timestamp", "folds", "min_below",
-                               "min_over"}, loc, self.file)
             if block.get("strategy") not in SPLIT_STRATEGIES:
                 raise self.err(f"{loc}: {unknown_name('strategy', block.get('strategy'), SPLIT_STRATEGIES)}")
             if int(block.get("folds", 1) or 1) > 1:
@@ -363,7 +381,6 @@ class _Resolver:
 
     def evaluation(self, ev, top_k=None) -> dict:
         where = "experiment.evaluation"
-        check_keys(ev, EVAL_KEYS, where, self.file)
         cutoffs = ev.get("cutoffs", [top_k or 10])  # Elliot: cutoffs default to [top_k]
         cutoffs = [cutoffs] if not isinstance(cutoffs, list) else cutoffs
         if not cutoffs or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in cutoffs):

@@ -12,9 +12,29 @@ Pipeline (all vectorised over rows):
 5. splitting (``dataset``), optionally saved to disk with raw ids; for ``fixed`` without a
    ``validation_path``, ``splitting.validation_splitting`` carves the validation split out of the training
    file (the test file stays the test split), e.g. ML-100K's u1.base / u1.test with a 10% validation;
-6. internal indices from the TRAIN users/items (sorted by raw id, numerically when all are integers);
-   validation/test rows with unseen users or items, or repeating a training pair, are dropped;
-7. CSR matrices and feature matrices aligned with ``item_ids``.
+6. internal indices (sorted by raw id, numerically when all are integers): users from the TRAIN split; items
+   from the catalogue ``data_config.item_catalogue`` names (below); validation/test rows with unseen users,
+   with items outside the catalogue, or repeating a training pair, are dropped;
+7. CSR matrices and feature matrices aligned with ``item_ids``; tabular user / item attributes
+   (``ItemAttributes`` / ``UserAttributes``, :mod:`elliot.dataset.side_information.attributes`) aligned with
+   ``user_ids`` / ``item_ids`` (they never drop an interaction).
+
+Item catalogue (``data_config.item_catalogue``):
+
+* ``train`` (default; Elliot's behaviour): the items with a training interaction.  Validation/test rows of
+  any other item are dropped (TikTok: 448 of the 6,130 test interactions, and their users leave the test).
+* ``all`` (MMRec's and the HKUDS code's): every item of any split (after the missing-features drop and the
+  prefiltering) plus every item that has side information and no interaction in the input at all (a
+  prefiltered item is not brought back).  Items without a training interaction ("cold") get indices like
+  the others: their train CSR columns are empty, their feature rows are filled, their validation/test
+  rows are kept, ranked and relevant.  MMRec's ``RecDataset`` sets ``item_num = max(itemID) + 1`` over
+  the whole ``.inter`` file (``src/utils/dataset.py`` l.47), i.e. the items of every split.
+
+Users are always those with a training interaction, in both settings: MMRec drops the validation/test rows
+of users absent from training too (``filter_out_cod_start_users: True`` in ``src/configs/overall.yaml``
+l.9, applied in ``RecDataset.split`` l.64-70); its ``user_num = max(userID) + 1`` gives them an embedding
+that is never trained nor evaluated, which changes no metric.  (The HKUDS code, e.g. HKUDS/MMSSL
+``MMSSL/utility/batch_test.py`` l.90-93, does evaluate such users; not followed.)
 
 Every dropped row is counted in ``Dataset.info`` (and warned about when it changes the evaluation).
 """
@@ -31,12 +51,14 @@ from elliot.dataset.arrays import encode_keys, sort_rows
 from elliot.dataset.dataset import Dataset
 from elliot.dataset.prefiltering import apply_prefilters
 from elliot.dataset.readers import Table, read_table
-from elliot.dataset.side_information import load_modality, parse_entries
+from elliot.dataset.side_information import (feature_item_ids, load_attributes, load_modality,
+                                             parse_attribute_entries, parse_entries)
 from elliot.dataset.splitting import holdout, split
 from elliot.errors import ConfigError, DataError, unknown_name
 
 STRATEGIES = ("fixed", "dataset", "mmrec")
 MISSING = ("drop", "mean", "zeros")
+CATALOGUES = ("train", "all")  # data_config.item_catalogue
 SPLITS = ("train", "validation", "test")
 
 
@@ -158,10 +180,19 @@ def build_dataset(experiment: dict, log: Optional[Callable[[str], None]] = None)
     missing = str(dc.get("missing_features", "drop") or "drop")
     if missing not in MISSING:
         raise ConfigError(unknown_name("data_config.missing_features", missing, MISSING))
+    catalogue = str(dc.get("item_catalogue") or "train")
+    if catalogue not in CATALOGUES:
+        raise ConfigError(unknown_name("data_config.item_catalogue", catalogue, CATALOGUES))
     seed = exp.get("random_seed", 42)
     seed = 42 if seed is None else int(seed)
     entries = parse_entries(dc.get("side_information"))
-    info: Dict[str, object] = {"strategy": strategy}
+    attribute_entries = parse_attribute_entries(dc.get("side_information"))  # ItemAttributes / UserAttributes
+    info: Dict[str, object] = {"strategy": strategy, "item_catalogue": catalogue}
+    for k, entry in enumerate(entries):  # extraction first: its output names the feature items
+        if entry.get("extract") is not None:
+            entry.update(_extract(entry, f"data_config.side_information[{k}]", say))
+    # 'all': the raw ids that have side information join the item vocabulary
+    feature_ids = [feature_item_ids(entry) for entry in entries] if catalogue == "all" else []
 
     # 1-2. read, encode, binarize, dedupe
     tables, parts, has_val, split_source = _read(dc, strategy, say)
@@ -171,10 +202,11 @@ def build_dataset(experiment: dict, log: Optional[Callable[[str], None]] = None)
     else:
         info["rows_read"] = {SPLITS[p]: int(c) for p, c in enumerate(np.bincount(part, minlength=3))}
     user_vocab, ucodes = encode_keys([t.users for t in tables])
-    item_vocab, icodes = encode_keys([t.items for t in tables])
-    users, items = np.concatenate(ucodes), np.concatenate(icodes)
+    item_vocab, icodes = encode_keys([t.items for t in tables] + feature_ids)
+    users, items = np.concatenate(ucodes), np.concatenate(icodes[:len(tables)])
     ratings = np.concatenate([t.ratings for t in tables])
-    info["raw_users"], info["raw_items"] = len(user_vocab), len(item_vocab)
+    read = np.bincount(items, minlength=len(item_vocab)) > 0  # items with a row in the input
+    info["raw_users"], info["raw_items"] = len(user_vocab), int(read.sum())
     if exp.get("binarize", False):
         ratings = np.ones(len(ratings), dtype=np.float64)
     # src: row numbers into the concatenated input, in (part, user, item) order
@@ -189,9 +221,7 @@ def build_dataset(experiment: dict, log: Optional[Callable[[str], None]] = None)
 
     # 3. side information on the whole item vocabulary
     vocab_feats: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
-    for k, entry in enumerate(entries):
-        if entry.get("extract") is not None:
-            entry.update(_extract(entry, f"data_config.side_information[{k}]", say))
+    for entry in entries:
         mat, present = load_modality(entry, item_vocab)
         vocab_feats[entry["modality"]] = (mat, present)
         say(f"side information {entry['modality']}: {mat.shape[1]}-d from {entry['features']} "
@@ -259,7 +289,15 @@ def build_dataset(experiment: dict, log: Optional[Callable[[str], None]] = None)
         raise DataError("no training interactions left" + (" after prefiltering" if specs else "") +
                         f" (data_config.strategy {strategy})")
     u_has = np.bincount(users[train], minlength=len(user_vocab)) > 0
-    i_has = np.bincount(items[train], minlength=len(item_vocab)) > 0
+    i_train = np.bincount(items[train], minlength=len(item_vocab)) > 0
+    if catalogue == "all":  # every item of any split, plus the feature items never read in the input
+        i_has = np.bincount(items, minlength=len(item_vocab)) > 0
+        if vocab_feats:
+            presence = [present for _, present in vocab_feats.values()]
+            described = np.logical_and.reduce(presence) if missing == "drop" else np.logical_or.reduce(presence)
+            i_has |= described & ~read
+    else:
+        i_has = i_train
     u_map, i_map = np.cumsum(u_has) - 1, np.cumsum(i_has) - 1
     nu = np.where(u_has[users], u_map[users], -1)
     ni = np.where(i_has[items], i_map[items], -1)
@@ -269,8 +307,17 @@ def build_dataset(experiment: dict, log: Optional[Callable[[str], None]] = None)
         counts = _by_split(part, mask)
         if counts:
             info[key] = counts
-            _warn(f"interactions of {what} absent from the training split are dropped: {counts}", say)
+            hint = " (data_config.item_catalogue: all keeps them as cold items)" if what == "items" else ""
+            _warn(f"interactions of {what} absent from the training split are dropped: {counts}{hint}", say)
     n_users, n_items = int(u_has.sum()), int(i_has.sum())
+    if catalogue == "all":
+        cold = i_has & ~i_train
+        info["cold_items"] = int(cold.sum())
+        counts = _by_split(part, ~drop & cold[items])
+        if counts:
+            info["cold_item_interactions"] = counts
+        say(f"item catalogue 'all': {n_items} items, {info['cold_items']} without a training interaction "
+            f"(cold); their validation/test interactions are kept: {counts or 'none'}")
     train_keys = nu[train] * n_items + ni[train]  # sorted: rows are in (user, item) order
     if len(train_keys) > 1 and not np.all(train_keys[1:] > train_keys[:-1]):
         train_keys = np.sort(train_keys)
@@ -302,14 +349,15 @@ def build_dataset(experiment: dict, log: Optional[Callable[[str], None]] = None)
         if not pres.all():
             if not pres.any():
                 raise DataError(f"feature path {next(e['features'] for e in entries if e['modality'] == m)}: "
-                                "no training item has features")
+                                f"no {'' if catalogue == 'all' else 'training '}item has features")
             x[~pres] = x[pres].mean(axis=0) if missing == "mean" else 0.0
             info.setdefault("features_imputed", {})[m] = int((~pres).sum())
             _warn(f"{int((~pres).sum())} items lack {m} features: filled with "
                   f"{'the modality mean' if missing == 'mean' else 'zeros'}", say)
         features[m] = np.ascontiguousarray(x, dtype=np.float32)
+    user_attrs, item_attrs = load_attributes(attribute_entries, user_vocab[u_has], item_vocab[i_has], info, say)
     ds = Dataset(name=str(exp.get("dataset", "dataset")), user_ids=user_vocab[u_has], item_ids=item_vocab[i_has],
                  train=mats[0], test=mats[2], validation=mats[1] if has_val else None, features=features,
-                 info=info)
+                 info=info, item_catalogue=catalogue, user_attributes=user_attrs, item_attributes=item_attrs)
     say(ds.summary())
     return ds

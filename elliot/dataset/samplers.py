@@ -3,11 +3,16 @@
 
 * :class:`BPRSampler` (``batch_kind = "triplets"``): BPR triples (users, pos_items, neg_items), ranking;
 * :class:`RatingSampler` (``batch_kind = "ratings"``): the training split's (users, items, ratings),
-  rating prediction.
+  rating prediction;
+* :class:`UserChunkSampler` (``batch_kind = "triplets_with_users"``): BPR triples plus a chunk of all users
+  per batch (each user once per epoch), for a per-user objective trained in the same loop (DiffMM).
 
 :class:`BPRSampler` -- one epoch visits every training interaction ``(u, i)`` once, in a seeded random
 order, and pairs it with a negative item ``j`` drawn uniformly among the items ``u`` has NOT interacted
-with in training.  Negatives come from vectorised rejection sampling: all candidates of a chunk are drawn
+with in training (with ``negative_items``: among those items only -- the trainer passes the items that have a
+training interaction when ``data_config.item_catalogue`` is ``all``, as MMRec's ``TrainDataLoader`` draws
+negatives from the training split's items only, ``src/utils/dataloader.py`` l.116 and l.307-309: a cold
+item is never a positive nor a negative).  Negatives come from vectorised rejection sampling: all candidates of a chunk are drawn
 at once, checked against the sorted int64 keys ``u * n_items + i`` of the training positives with
 ``np.searchsorted``, and only the offending entries are redrawn.  Randomness comes only from the
 sampler's own ``np.random.default_rng(seed)``: the same seed gives the same sequence of epochs.
@@ -40,15 +45,28 @@ class BPRSampler:
     chunk_rows = 1 << 20  # triples drawn per vectorised step (batches are sliced from a chunk)
     bitmap_max_bits = 1 << 30  # users x items up to this size: membership by a bitmap (<= 128 MiB)
 
-    def __init__(self, train: sp.spmatrix, seed: int = 42):
+    def __init__(self, train: sp.spmatrix, seed: int = 42, negative_items=None):
         csr, self.users, self.items = training_pairs(train)
         self.n_users, self.n_items = csr.shape
         counts = np.diff(csr.indptr).astype(np.int64)
         self.keys = self.users * self.n_items + self.items  # ascending
-        full = np.flatnonzero(counts >= self.n_items)
+        # the negative pool: None = every item (a draw is the item index itself)
+        self.pool = None
+        n_pool = self.n_items
+        if negative_items is not None:
+            pool = np.unique(np.asarray(negative_items, dtype=np.int64))
+            if len(pool) and (pool[0] < 0 or pool[-1] >= self.n_items):
+                raise ValueError(f"BPRSampler: negative_items must be item indices in [0, {self.n_items})")
+            if len(pool) < self.n_items:
+                self.pool, n_pool = pool, len(pool)
+                in_pool = np.zeros(self.n_items, dtype=bool)
+                in_pool[pool] = True
+                counts = np.bincount(self.users[in_pool[self.items]], minlength=self.n_users)  # positives in the pool
+        full = np.flatnonzero(counts >= n_pool)
         if len(full) and self.n_items:
-            raise ValueError(f"BPRSampler: user index {int(full[0])} interacted with every item "
-                             f"({self.n_items}); no negative item exists ({len(full)} such users)")
+            raise ValueError(f"BPRSampler: user index {int(full[0])} interacted with every "
+                             f"{'' if self.pool is None else 'negative-pool '}item ({n_pool}); no negative item "
+                             f"exists ({len(full)} such users)")
         self.rng = np.random.default_rng(seed)
         n_bits = self.n_users * self.n_items
         self.bitmap = None
@@ -96,10 +114,13 @@ class BPRSampler:
     def negatives(self, users: np.ndarray) -> np.ndarray:
         """Uniform non-positive items for ``users`` (rejection sampling, vectorised)."""
         users = np.asarray(users, dtype=np.int64)
-        neg = self.rng.integers(0, self.n_items, size=len(users), dtype=np.int64)
+        n = self.n_items if self.pool is None else len(self.pool)
+        draw = (lambda size: self.rng.integers(0, n, size=size, dtype=np.int64)) if self.pool is None else \
+            (lambda size: self.pool[self.rng.integers(0, n, size=size, dtype=np.int64)])
+        neg = draw(len(users))
         todo = np.flatnonzero(self.is_positive(users, neg))
         while len(todo):
-            neg[todo] = self.rng.integers(0, self.n_items, size=len(todo), dtype=np.int64)
+            neg[todo] = draw(len(todo))
             todo = todo[self.is_positive(users[todo], neg[todo])]
         return neg
 
@@ -147,3 +168,42 @@ class RatingSampler:
         for b0 in range(0, len(perm), batch_size):
             sl = slice(b0, b0 + batch_size)
             yield u[sl], i[sl], r[sl]
+
+
+class UserChunkSampler:
+    """BPR triples from ``base`` (a triplet sampler) plus, on each batch, ``epoch_users``: a chunk of a seeded
+    permutation of all ``n_users`` users (``batch_kind = "triplets_with_users"``).
+
+    Every user is in exactly one chunk per epoch; the C = ⌈n_users / chunk_size⌉ chunks of ``chunk_size``
+    users ride on the epoch's B batches spread evenly (chunk j on batch ⌊j·B / C⌋; when C > B several chunks
+    share a batch, concatenated), every other batch carries an empty array.  For models with a per-user
+    objective next to BPR (DiffMM's denoisers over interaction rows): that objective gets C optimisation steps
+    of ``chunk_size`` users per epoch, as a separate loop over users would, inside the trainer's one loop.
+    Randomness: ``base``'s own, and ``np.random.default_rng(seed)`` for the permutations."""
+
+    batch_kind = "triplets_with_users"
+
+    def __init__(self, base, n_users: int, chunk_size: int, seed: int = 42):
+        if getattr(base, "batch_kind", "triplets") != "triplets":
+            raise ValueError("UserChunkSampler wraps a sampler of BPR triples")
+        self.base, self.n_users, self.chunk_size = base, int(n_users), max(int(chunk_size), 1)
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def n_batches(self, batch_size: int) -> int:
+        return self.base.n_batches(batch_size)
+
+    def chunk_bounds(self, n_batches: int) -> np.ndarray:
+        """(n_batches + 1,) offsets into the epoch's user permutation: batch b carries users [o_b, o_b+1)."""
+        n_chunks = -(-self.n_users // self.chunk_size)
+        owner = (np.arange(n_chunks, dtype=np.int64) * max(n_batches, 1)) // max(n_chunks, 1)
+        first = np.searchsorted(owner, np.arange(n_batches + 1), side="left")
+        return np.minimum(first * self.chunk_size, self.n_users)
+
+    def epoch(self, batch_size: int) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        perm = self.rng.permutation(self.n_users).astype(np.int64)
+        bounds = self.chunk_bounds(self.n_batches(batch_size))
+        for b, (u, i, j) in enumerate(self.base.epoch(batch_size)):
+            yield u, i, j, perm[bounds[b]:bounds[b + 1]]

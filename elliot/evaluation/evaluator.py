@@ -1,12 +1,36 @@
 """Full-ranking evaluation, batched over users; talks to any model through ``score(users)``; rating
 models (``model.task == "rating"``) are evaluated on their rating predictions instead (below).
 
-Protocol: every item is a candidate; the user's training items are masked (-inf); at test time the
-validation items are masked too when ``mask_validation_in_test`` is true (our default: a known
-positive is never counted as a miss; MMRec and LATTICE's code leave them in, set it to false to
-compare with them).  An item is relevant when its rating in the evaluated split is >=
-``relevance_threshold``.  Users without a relevant item in the split are not evaluated.
-Memory is bounded by ``batch_size`` x n_items scores at a time.
+Protocol: every item of the catalogue (``data_config.item_catalogue``, see :mod:`elliot.dataset.builder`)
+is a candidate; the user's training items are masked (-inf); at test time the validation items are
+masked too when ``mask_validation_in_test`` is true (our default: a known positive is never counted as a
+miss).  An item is relevant when its rating in the evaluated split is >= ``relevance_threshold``.  Users
+without a relevant item in the split are not evaluated.  Memory is bounded by ``batch_size`` x n_items
+scores at a time; everything is vectorised per user batch.
+
+MMRec's protocol, read in its code (github.com/enoche/MMRec, commit e775373):
+
+* catalogue: ``RecDataset.__init__`` sets ``item_num = max(itemID) + 1`` over the whole ``.inter`` file,
+  every split included (``src/utils/dataset.py`` l.47); validation/test items absent from training stay
+  (only users absent from training are filtered, ``filter_out_cod_start_users: True`` in
+  ``src/configs/overall.yaml`` l.9, ``src/utils/dataset.py`` l.64-70) -> ``item_catalogue: all``;
+* evaluated users: the distinct users of the evaluated split (``EvalDataLoader``: ``eval_u =
+  dataset.df[uid].unique()``, ``src/utils/dataloader.py`` l.345), i.e. users with >= 1 test item; they all
+  have training interactions (above);
+* masking: the test loader's ``additional_dataset`` is the training split (``src/utils/quick_start.py``
+  l.43), its items get -1e10 (``src/common/trainer.py`` l.305-307, ``_get_pos_items_per_u`` in
+  ``dataloader.py`` l.370-391): only training items are masked, never validation items ->
+  ``mask_validation_in_test: false``;
+* metrics: Recall = hits@k / |test items of u|, averaged over the evaluated users (``src/utils/metrics.py``
+  l.12-15, ``src/utils/topk_evaluator.py`` l.88-101), as ours.
+With both settings a run follows MMRec's protocol.
+
+Cold-start metrics (only when the catalogue holds cold items, i.e. ``item_catalogue: all`` and items
+without a training interaction): on the test split, :meth:`Evaluator.evaluate` also reports every simple
+metric restricted to the test interactions whose item is cold, as ``<metric>_cold`` (``Recall_cold``, a
+column next to ``Recall`` in ``performance/rec_cutoff_<k>_...tsv``): the users are those with >= 1 cold test
+item, only their cold test items are relevant, and the ranking is the same full ranking as the overall
+metrics (same scores and masks; a warm test item ranked above is a miss), computed in the same scoring pass.
 
 Sampled evaluation (Elliot's ``negative_sampling``, see :mod:`elliot.evaluation.negative_sampling`): each
 user's candidates are its split items plus its negatives; every other item scores -inf, then the masks
@@ -36,6 +60,8 @@ from elliot.evaluation.metrics import (RankingContext, compute_metrics, merge_co
 from elliot.evaluation.metrics.rating import RatingContext, compute_rating_metrics
 from elliot.evaluation.negative_sampling import negatives_for_split
 
+COLD_SUFFIX = "_cold"  # result name of a cold-start metric: Recall_cold, nDCG_cold, ...
+
 
 @dataclass
 class EvaluationResult:
@@ -43,6 +69,7 @@ class EvaluationResult:
     values: Dict[int, Dict[str, float]]  # cutoff -> metric -> value
     per_user: Dict[int, Dict[str, np.ndarray]] = field(default_factory=dict)
     users: Optional[np.ndarray] = None  # evaluated user indices, aligned with per_user arrays
+    cold_users: Optional[np.ndarray] = None  # users of the <metric>_cold values (None: not computed)
 
     def get(self, metric: str, cutoff: int) -> float:
         return self.values[cutoff][metric]
@@ -110,6 +137,10 @@ class Evaluator:
         self.top_k = max(int(top_k or 0), self.cutoffs[-1])
         self.popularity = dataset.item_popularity()
         self._n_train = np.diff(dataset.train.indptr).astype(np.int64)
+        # cold items: only a catalogue that includes items without a training interaction has them
+        self._cold = (dataset.cold_items() if getattr(dataset, "item_catalogue", "train") == "all"
+                      else np.zeros(dataset.n_items, dtype=bool))
+        self._cold_ratings: Dict[str, sp.csr_matrix] = {}  # split -> its relevant ratings of cold items
         self.n_users_total = int((self._n_train > 0).sum())
         self._relevant = {}  # split -> bool CSR of the relevant (u, i), sorted indices
         self._ratings = {}  # split -> float64 CSR of their ratings, the same structure
@@ -203,12 +234,22 @@ class Evaluator:
     def rank(self, model, split: str, full_ranks: bool = False) -> RankingContext:
         """The :class:`RankingContext` of ``split``: every optional field, plus ``relevant_neg_above`` (the
         full-ranking position of every relevant item, for AUC / GAUC) when ``full_ranks`` is true."""
+        return self.rank_contexts(model, split, full_ranks)[0]
+
+    def rank_contexts(self, model, split: str, full_ranks: bool = False, cold: bool = False):
+        """(context of ``split``, its cold-start context or None): with ``cold`` and cold relevant items in
+        the split, the second context is computed from the same scores (one scoring pass), restricted to
+        the :meth:`cold_users` and with only their cold items relevant (see :meth:`cold_ratings`)."""
         users = self.evaluated_users(split)
         ratings = self._ratings[split]
+        cold_ratings = self.cold_ratings(split) if cold else None
+        if cold_ratings is not None and not cold_ratings.nnz:
+            cold_ratings = None
+        n_cold = None if cold_ratings is None else np.diff(cold_ratings.indptr)
         n_items = self.dataset.n_items
         k = min(self.cutoffs[-1], n_items)
-        candidate_counts = np.zeros(n_items, dtype=np.int64)
-        parts = []
+        counts = {False: np.zeros(n_items, dtype=np.int64), True: np.zeros(n_items, dtype=np.int64)}
+        parts: Dict[bool, list] = {False: [], True: []}
         model.eval()
         with torch.no_grad():
             model.prepare_scoring()
@@ -218,46 +259,88 @@ class Evaluator:
                     top, top_scores = top_t.cpu().numpy().astype(np.int64), top_scores_t.cpu().numpy()
                     finite = torch.isfinite(scores)
                     n_cand = finite.sum(1, dtype=torch.int32).cpu().numpy().astype(np.int64)
-                    candidate_counts += finite.sum(0, dtype=torch.int32).cpu().numpy()
-                    rows = ratings[batch]
-                    n_rel = np.diff(rows.indptr).astype(np.int64)
-                    owner = np.repeat(np.arange(len(batch)), n_rel)
-                    rel_items = rows.indices.astype(np.int64)
-                    device = scores.device
-                    owner_t, items_t = torch.from_numpy(owner).to(device), torch.from_numpy(rel_items).to(device)
-                    rel_scores_t = scores[owner_t, items_t]
-                    rel_ratings = rows.data
-                    rel_gain = self.gain(rel_ratings)
-                    # hits via sorted keys (CSR rows hold sorted indices): row-local key = row * n_items + item
-                    keys = owner * n_items + rel_items
-                    cand = np.arange(len(batch))[:, None] * n_items + top
-                    pos = np.searchsorted(keys, cand)
-                    pos[pos >= len(keys)] = 0
-                    hits = keys[pos] == cand if len(keys) else np.zeros_like(cand, dtype=bool)
-                    hits &= np.isfinite(top_scores)  # a -inf score is "not recommended" (masked or absent)
-                    gains = np.where(hits, rel_gain[pos] if len(keys) else 0.0, 0.0)
-                    # ideal gains: each user's gains sorted descending, first k
-                    order = np.lexsort((-rel_gain, owner))
-                    within = np.arange(len(owner)) - rows.indptr[owner[order]]
-                    keep = within < k
-                    ideal = np.zeros((len(batch), k))
-                    ideal[owner[order][keep], within[keep]] = rel_gain[order][keep]
-                    neg_above = None
-                    if full_ranks:
-                        neg_above = _negatives_above(scores, owner_t, rel_scores_t, n_rel)
-                    parts.append(RankingContext(
-                        top_items=top, hits=hits, n_relevant=n_rel, item_popularity=self.popularity,
-                        n_items=n_items, top_scores=top_scores, gains=gains, ideal_gains=ideal,
-                        graded=self._graded[split], relevant_items=rel_items, relevant_ratings=rel_ratings,
-                        relevant_scores=rel_scores_t.cpu().numpy().astype(np.float64), relevant_neg_above=neg_above,
-                        n_train=self._n_train[batch], n_candidates=n_cand, user_index=batch.astype(np.int64),
-                        n_users_total=self.n_users_total))
+                    counts[False] += finite.sum(0, dtype=torch.int32).cpu().numpy()
+                    parts[False].append(self._batch_context(batch, scores, top, top_scores, n_cand, ratings,
+                                                            self._graded[split], full_ranks, k))
+                    if n_cold is None:
+                        continue
+                    sel = np.flatnonzero(n_cold[batch] > 0)
+                    if not len(sel):
+                        continue
+                    sel_t = torch.from_numpy(sel).to(scores.device)
+                    counts[True] += finite[sel_t].sum(0, dtype=torch.int32).cpu().numpy()
+                    parts[True].append(self._batch_context(batch[sel], scores[sel_t], top[sel], top_scores[sel],
+                                                           n_cand[sel], cold_ratings, self._graded[split],
+                                                           full_ranks, k))
             finally:
                 model.end_scoring()
-        if not parts:
-            return merge_contexts(parts)
-        merged = merge_contexts(parts)
-        return dataclasses.replace(merged, candidate_item_counts=candidate_counts)
+        out = []
+        for which in (False, True):
+            if which and cold_ratings is None:
+                out.append(None)
+                continue
+            merged = merge_contexts(parts[which])
+            out.append(dataclasses.replace(merged, candidate_item_counts=counts[which]) if parts[which] else merged)
+        return out[0], out[1]
+
+    def _batch_context(self, batch: np.ndarray, scores: torch.Tensor, top: np.ndarray, top_scores: np.ndarray,
+                       n_cand: np.ndarray, ratings: sp.csr_matrix, graded: bool, full_ranks: bool,
+                       k: int) -> RankingContext:
+        """The :class:`RankingContext` of one user batch, relevance read from ``ratings`` (rows = users)."""
+        n_items = self.dataset.n_items
+        rows = ratings[batch]
+        n_rel = np.diff(rows.indptr).astype(np.int64)
+        owner = np.repeat(np.arange(len(batch)), n_rel)
+        rel_items = rows.indices.astype(np.int64)
+        device = scores.device
+        owner_t, items_t = torch.from_numpy(owner).to(device), torch.from_numpy(rel_items).to(device)
+        rel_scores_t = scores[owner_t, items_t]
+        rel_ratings = rows.data
+        rel_gain = self.gain(rel_ratings)
+        # hits via sorted keys (CSR rows hold sorted indices): row-local key = row * n_items + item
+        keys = owner * n_items + rel_items
+        cand = np.arange(len(batch))[:, None] * n_items + top
+        pos = np.searchsorted(keys, cand)
+        pos[pos >= len(keys)] = 0
+        hits = keys[pos] == cand if len(keys) else np.zeros_like(cand, dtype=bool)
+        hits &= np.isfinite(top_scores)  # a -inf score is "not recommended" (masked or absent)
+        gains = np.where(hits, rel_gain[pos] if len(keys) else 0.0, 0.0)
+        # ideal gains: each user's gains sorted descending, first k
+        order = np.lexsort((-rel_gain, owner))
+        within = np.arange(len(owner)) - rows.indptr[owner[order]]
+        keep = within < k
+        ideal = np.zeros((len(batch), k))
+        ideal[owner[order][keep], within[keep]] = rel_gain[order][keep]
+        neg_above = None
+        if full_ranks:
+            neg_above = _negatives_above(scores, owner_t, rel_scores_t, n_rel)
+        return RankingContext(
+            top_items=top, hits=hits, n_relevant=n_rel, item_popularity=self.popularity,
+            n_items=n_items, top_scores=top_scores, gains=gains, ideal_gains=ideal,
+            graded=graded, relevant_items=rel_items, relevant_ratings=rel_ratings,
+            relevant_scores=rel_scores_t.cpu().numpy().astype(np.float64), relevant_neg_above=neg_above,
+            n_train=self._n_train[batch], n_candidates=n_cand, user_index=batch.astype(np.int64),
+            n_users_total=self.n_users_total)
+
+    # ---- cold-start evaluation (data_config.item_catalogue: all) -----------------------------------
+    def cold_ratings(self, split: str) -> Optional[sp.csr_matrix]:
+        """The relevant ratings of ``split`` restricted to cold items (no training interaction), the same
+        CSR layout; None when the catalogue has no cold item (``item_catalogue: train``) or no such split."""
+        if split not in self._ratings or not self._cold.any():
+            return None
+        if split not in self._cold_ratings:  # once per split
+            rel = self._ratings[split].copy()
+            rel.data = np.where(self._cold[rel.indices], rel.data, 0.0)
+            rel.eliminate_zeros()
+            self._cold_ratings[split] = rel
+        return self._cold_ratings[split]
+
+    def cold_users(self, split: str = "test") -> np.ndarray:
+        """Users with at least one relevant cold item in ``split`` (the cold-start metrics' users)."""
+        rel = self.cold_ratings(split)
+        if rel is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.diff(rel.indptr) > 0).astype(np.int64)
 
     def metric_names(self) -> List[str]:
         """Every result name :meth:`evaluate` reports by default: the simple metrics, then the complex
@@ -266,9 +349,12 @@ class Evaluator:
         return list(self.metrics) + [n for p in self.complex_metrics for n in p.output_names()]
 
     def evaluate(self, model, split: str = "test", metrics: Optional[Sequence[str]] = None,
-                 cutoffs: Optional[Sequence[int]] = None, complex_metrics: Optional[bool] = None) -> EvaluationResult:
+                 cutoffs: Optional[Sequence[int]] = None, complex_metrics: Optional[bool] = None,
+                 cold_start: Optional[bool] = None) -> EvaluationResult:
         """Metrics of ``model`` on ``split`` ("validation" or "test") at every cutoff.  The complex metrics
-        are computed when ``complex_metrics`` is true, by default when ``metrics`` is not given."""
+        are computed when ``complex_metrics`` is true, by default when ``metrics`` is not given.  The
+        cold-start metrics (``<metric>_cold``, see the module docstring) when ``cold_start`` is true and the
+        split has cold relevant items; by default on the test split when ``metrics`` is not given."""
         if split not in self._relevant:
             raise ValueError(f"the dataset has no {split} split")
         names = list(metrics or self.metrics)
@@ -278,9 +364,20 @@ class Evaluator:
             return EvaluationResult(split=split, values=values, per_user=per_user, users=ctx.evaluated_users())
         with_complex = (metrics is None) if complex_metrics is None else complex_metrics
         prepared = self.complex_metrics if with_complex else []
-        ctx = self.rank(model, split, full_ranks=needs_full_ranks(names, prepared))
-        values, per_user = compute_metrics(ctx, list(cutoffs or self.cutoffs), names, prepared)
-        return EvaluationResult(split=split, values=values, per_user=per_user, users=self.evaluated_users(split))
+        if cold_start is None:
+            cold_start = metrics is None and split == "test"
+        ctx, cold_ctx = self.rank_contexts(model, split, full_ranks=needs_full_ranks(names, prepared),
+                                           cold=bool(cold_start))
+        cutoffs = list(cutoffs or self.cutoffs)
+        values, per_user = compute_metrics(ctx, cutoffs, names, prepared)
+        cold_users = None
+        if cold_ctx is not None:  # next to the overall values, as <metric>_cold (per-user values not kept)
+            cold_values, _ = compute_metrics(cold_ctx, cutoffs, names)
+            for k in cutoffs:
+                values[k].update({f"{name}{COLD_SUFFIX}": v for name, v in cold_values[k].items()})
+            cold_users = cold_ctx.user_index
+        return EvaluationResult(split=split, values=values, per_user=per_user, users=self.evaluated_users(split),
+                                cold_users=cold_users)
 
     # ---- rating task ---------------------------------------------------------------------------
     def rating_context(self, model, split: str) -> RatingContext:

@@ -55,6 +55,11 @@ class TripletBatch(dict):
     def neg_items(self) -> Tensor:
         return self["neg_items"]
 
+    @property
+    def epoch_users(self) -> Optional[Tensor]:
+        """The batch's chunk of all users (``UserChunkSampler``; possibly empty), None from other samplers."""
+        return self.get("epoch_users")
+
 
 class RatingBatch(dict):
     """A batch of training ratings: ``users``, ``items`` (int64) and ``ratings`` (float32) tensors, aligned."""
@@ -75,6 +80,8 @@ class RatingBatch(dict):
 #: batch kind a sampler declares (``sampler.batch_kind``) -> (batch class, field names of its yielded tuples)
 BATCH_TYPES: Dict[str, Tuple[type, Tuple[str, ...]]] = {
     "triplets": (TripletBatch, ("users", "pos_items", "neg_items")),
+    # BPR triples + ``epoch_users``, a chunk of all users (each once per epoch; ``UserChunkSampler``)
+    "triplets_with_users": (TripletBatch, ("users", "pos_items", "neg_items", "epoch_users")),
     "ratings": (RatingBatch, ("users", "items", "ratings")),
 }
 
@@ -148,12 +155,15 @@ class Recommender(nn.Module):
         """The trainer's source of batches: an object whose ``epoch(batch_size)`` yields tuples of arrays
         and whose ``batch_kind`` names the batch they form (:data:`BATCH_TYPES`).  ``sampler: "bpr"``
         (default): uniform BPR triples (users, pos_items, neg_items); ``sampler: "rating"``: the training
-        split's (users, items, ratings) in a seeded order."""
+        split's (users, items, ratings) in a seeded order.  With ``data_config.item_catalogue: all`` the BPR
+        negatives come from the items with a training interaction only (MMRec's ``TrainDataLoader``): a cold
+        item is never sampled."""
         from elliot.dataset.samplers import BPRSampler, RatingSampler
 
         if self.sampler == "rating":
             return RatingSampler(dataset.train, seed)
-        return BPRSampler(dataset.train, seed)
+        pool = dataset.warm_items() if getattr(dataset, "item_catalogue", "train") == "all" else None
+        return BPRSampler(dataset.train, seed, negative_items=pool)
 
     def fit(self, dataset: Dataset) -> None:
         """One-shot fitting for non-trainable models (e.g. popularity counts)."""

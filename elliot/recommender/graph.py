@@ -70,3 +70,48 @@ def propagate_mean(adj, x: Tensor, n_layers: int) -> Tensor:
     """LightGCN's readout 1/(K+1) Σ_k A^k x (dividing rows gathered from :func:`propagate_sum` instead
     gives the same values bit for bit)."""
     return propagate_sum(adj, x, n_layers) / (n_layers + 1)
+
+
+# ---- sub-graphs of the user-item graph (edge pruning / dropout, shared by FREEDOM-, LayerGCN- and SGL-style
+# augmentations) -----------------------------------------------------------------------------------------
+
+def ui_edges(train: sp.csr_matrix) -> Tensor:
+    """The training interactions as a (2, |E|) int64 CPU tensor of (user, item) indices."""
+    coo = train.tocoo()
+    return torch.stack([torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))])
+
+
+def bipartite_norm_values(edges: Tensor, n_users: int, n_items: int) -> Tensor:
+    """1/(√d_u √d_i) of each (user, item) edge, the degrees counted over ``edges`` themselves (+1e-7, as
+    MMRec's ``_normalize_adj_m``): the values of D^{-1/2} A D^{-1/2} on those edges."""
+    du = torch.bincount(edges[0], minlength=n_users).float() + 1e-7
+    di = torch.bincount(edges[1], minlength=n_items).float() + 1e-7
+    return du.pow(-0.5)[edges[0]] * di.pow(-0.5)[edges[1]]
+
+
+def ui_subgraph_op(edges: Tensor, n_users: int, n_items: int, device: torch.device) -> SparseOp:
+    """D^{-1/2} A D^{-1/2} of the bipartite graph with only ``edges`` (user, item), re-normalised with the
+    kept graph's own degrees, as a symmetric :class:`SparseOp` of size (U+I) x (U+I) on ``device``."""
+    values = bipartite_norm_values(edges, n_users, n_items)
+    rows = torch.cat([edges[0], edges[1] + n_users])
+    cols = torch.cat([edges[1] + n_users, edges[0]])
+    n = n_users + n_items
+    adj = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.cat([values, values]), (n, n))
+    return SparseOp(adj.coalesce().to(device), symmetric=True)
+
+
+def sample_edges(n_edges: int, n_keep: int, gen: torch.Generator, probs: Tensor = None) -> Tensor:
+    """Indices of ``n_keep`` of ``n_edges`` edges drawn without replacement: uniformly (``probs`` None), or
+    with probability proportional to ``probs`` (degree-sensitive pruning: probs = 1/(√d_u √d_i))."""
+    if probs is not None:
+        return torch.multinomial(probs, n_keep, replacement=False, generator=gen)
+    return torch.randperm(n_edges, generator=gen)[:n_keep]
+
+
+def entry_dropout(adj: Tensor, rate: float, gen: torch.Generator) -> SparseOp:
+    """Each stored entry of the coalesced sparse ``adj`` kept with probability 1 - ``rate`` and scaled by
+    1/(1 - rate) (no re-normalisation; u->i and i->u entries drawn independently), as a :class:`SparseOp`."""
+    index, values = adj.indices(), adj.values()
+    keep = (torch.rand(values.shape[0], generator=gen) >= rate).to(values.device)
+    dropped = torch.sparse_coo_tensor(index[:, keep], values[keep] / (1.0 - rate), adj.shape)
+    return SparseOp(dropped.coalesce())

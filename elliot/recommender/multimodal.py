@@ -111,3 +111,15 @@ class MultimodalRecommender(Recommender):
     def modality_scores(self, users: Tensor, items: Tensor) -> Dict[str, Tensor]:
         """Per-branch scores ``<e_u^m, e_i^m>`` for aligned pairs."""
         return {m: (eu * ei).sum(-1) for m, (eu, ei) in self.modality_embeddings(users, items).items()}
+
+
+def model_branches(model) -> List[str]:
+    """Branch names of ``model.modality_embeddings`` (probed on one pair, eval mode, no grad)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            one = torch.zeros(1, dtype=torch.long, device=model.device)
+            return list(model.modality_embeddings(one, one))
+    finally:
+        model.train(was_training)

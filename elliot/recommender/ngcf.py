@@ -59,7 +59,7 @@ from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
 from elliot.recommender.base import EmbeddingScoring, Recommender, TripletBatch, bpr_loss, gather_rows, l2_reg
-from elliot.recommender.graph import scipy_to_torch, symmetric_normalize, user_item_adjacency
+from elliot.recommender.graph import entry_dropout, scipy_to_torch, symmetric_normalize, user_item_adjacency
 from elliot.recommender.sparse import SparseOp
 
 
@@ -154,11 +154,7 @@ class NGCF(EmbeddingScoring, Recommender):
             self._train_adj = self.adj
             return
         gen = torch.Generator().manual_seed(int(self.hp.get("seed", 42)) * 100_003 + int(epoch))
-        index, values = self._adj_coo.indices(), self._adj_coo.values()
-        keep = (torch.rand(values.shape[0], generator=gen) >= self.node_rate).to(values.device)
-        dropped = torch.sparse_coo_tensor(index[:, keep], values[keep] / (1.0 - self.node_rate),
-                                          self._adj_coo.shape).coalesce()
-        self._train_adj = SparseOp(dropped)
+        self._train_adj = entry_dropout(self._adj_coo, self.node_rate, gen)
 
     # ---- propagation --------------------------------------------------------------------------
     def _dropout(self, x: Tensor, p: float) -> Tensor:

@@ -12,14 +12,18 @@ from typing import Dict, Optional, Type
 from elliot.errors import ConfigError, did_you_mean, unknown_name
 from elliot.recommender.base import Recommender
 from elliot.recommender.baselines import BPRMF, LightGCN, MostPop
+from elliot.recommender.layergcn import LayerGCN
 from elliot.recommender.ngcf import NGCF
 from elliot.recommender.recfolder import RecommendationFile, RecommendationFolder
 from elliot.recommender.rating import BiasBaseline, BiasedMF, GlobalMean
+from elliot.recommender.selfcf import SelfCF
+from elliot.recommender.sgl import SGL
 
-BUILTINS: Dict[str, Type[Recommender]] = {cls.name: cls for cls in (MostPop, BPRMF, LightGCN, NGCF,
-                                                                    RecommendationFile, RecommendationFolder)}
+BUILTINS: Dict[str, Type[Recommender]] = {cls.name: cls for cls in (
+    MostPop, BPRMF, LightGCN, NGCF, LayerGCN, SelfCF, SGL, RecommendationFile, RecommendationFolder)}
 BUILTINS.update({cls.name: cls for cls in (GlobalMean, BiasBaseline, BiasedMF)})  # rating task
 BUILTINS["ProxyRecommender"] = RecommendationFile  # Elliot's name for one stored recommendation file
+BUILTINS["SELFCFED_LGN"] = SelfCF  # MMRec's name
 
 _REPO_EXTERNAL = Path(__file__).resolve().parents[2] / "external" / "models"
 
@@ -81,9 +85,9 @@ NOT_HERE = {
         "DeepFM", "DMF", "NeuMF", "NFM", "GMF", "NAIS", "UserAutoRec", "ItemAutoRec", "ConvNeuMF", "WideAndDeep",
         "ConvMF", "NPR", "VSM", "SlopeOne", "AMF", "IRGAN", "CFGAN")},
     **{n: "a model of Elliot's multimodal forks (Formal-MultiMod-Rec, Multimodal-RSs-Reproducibility, "
-          "Ducho-meets-Elliot)" for n in ("SGL", "MBPR", "NGCFM", "SimGCL")},
-    **{n: "an MMRec model" for n in ("DRAGON", "DualGNN", "MGCN", "LGMRec", "SMORE", "DAMRS", "DA-MRS", "PGL",
-                                     "LayerGCN", "SelfCF", "SELFCFED_LGN", "MVGAE", "MMGCF", "ItemKNNCBF", "DiffMM")},
+          "Ducho-meets-Elliot)" for n in ("NGCFM", "SimGCL")},
+    **{n: "an MMRec model" for n in ("DRAGON", "MGCN", "LGMRec",
+                                     "MMGCF")},
 }
 
 

@@ -5,7 +5,8 @@
 * ``performance/bestmodelparams_cutoff_<k>_relthreshold_<t>_<timestamp>.json``;
 * ``recs/<configuration>.tsv``: ``user item score`` with the original ids (top-k per user; for a rating
   model ``user item prediction``, one row per test pair);
-* ``history/<configuration>.tsv``: one row per epoch (loss, seconds, validation metrics).
+* ``history/<configuration>.tsv``: one row per epoch (loss, seconds, validation metrics);
+* ``data_summary.json``: users, items, interactions per split, modalities with their dimensions.
 Files are written to a temporary name and renamed, so a crash never leaves half a table.
 """
 from __future__ import annotations
@@ -109,6 +110,29 @@ def write_history(folder, result) -> Path:
     lines = ["\t".join(keys)] + ["\t".join(_fmt(row.get(k, "")) for k in keys) for row in result.history]
     path = Path(folder) / f"{file_stem(result.name)}.tsv"
     _atomic_write(path, "\n".join(lines) + "\n")
+    return path
+
+
+def write_data_summary(folder, dataset) -> Path:
+    """``data_summary.json``: users, items, the item catalogue, interactions / users / items per split, the
+    modalities with their dimensions, and the builder's counts of dropped rows (``Dataset.info``)."""
+    splits = {}
+    for split in ("train", "validation", "test"):
+        m = getattr(dataset, split)
+        if m is not None:
+            m = m.tocsr()
+            splits[split] = {"interactions": int(m.nnz), "users": int((np.diff(m.indptr) > 0).sum()),
+                             "items": int(len(np.unique(m.indices)))}
+    cold = np.bincount(dataset.train.tocsr().indices, minlength=dataset.n_items)[:dataset.n_items] == 0
+    summary = {"dataset": dataset.name, "users": int(dataset.n_users), "items": int(dataset.n_items),
+               "item_catalogue": str((dataset.info or {}).get("item_catalogue", "train")),
+               "cold_items": int(cold.sum()), "splits": splits,
+               "train_density": float(dataset.train.nnz / max(dataset.n_users * dataset.n_items, 1)),
+               "modalities": {m: {"dim": int(x.shape[1])} for m, x in dataset.features.items()},
+               "info": json.loads(json.dumps(dataset.info or {}, default=lambda v: v.tolist() if hasattr(v, "tolist")
+                                             else str(v)))}
+    path = Path(folder) / "data_summary.json"
+    _atomic_write(path, json.dumps(summary, indent=2) + "\n")
     return path
 
 

@@ -265,6 +265,12 @@ class TrialStore:
     def keys(self):
         return set(self._records)
 
+    def records(self) -> List[dict]:
+        """Every valid record (the newest of each key), in file order; per-user files are not read."""
+        if not self._loaded:
+            self.load()
+        return list(self._records.values())
+
     def get(self, key: str):
         """(record, per_user or None) for a valid finished trial, else None (the trial must run)."""
         if not self._loaded:

@@ -55,7 +55,9 @@ class SweepOutcome:
 
 def run_sweep(name: str, plan, store: TrialStore, executor, ctx, *, fingerprint: str, make_task: Callable,
               restore: bool = True, progress: bool = True, on_change: Optional[Callable] = None,
-              say: Callable = lambda msg: None) -> SweepOutcome:
+              say: Callable = lambda msg: None, on_trial: Optional[Callable] = None) -> SweepOutcome:
+    """``on_change(finished results)`` after every trial; ``on_trial(result)`` once per trial run now, after
+    it is stored and its files are written (experiment tracking)."""
     from elliot.trial import config_name, write_artefacts
 
     out = SweepOutcome()
@@ -148,6 +150,8 @@ def run_sweep(name: str, plan, store: TrialStore, executor, ctx, *, fingerprint:
                     logger.info("trial %s finished in %.1f s%s: validation %s %.4f (best epoch %d)", result.name,
                                 outcome.seconds, f" on node {outcome.node[:12]}" if outcome.node else "", metric,
                                 plan.validation_score(result), result.best_epoch)
+                    if on_trial is not None:
+                        on_trial(result)
                 out.ran += 1
                 note(key)
                 if on_change is not None:

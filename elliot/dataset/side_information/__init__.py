@@ -8,7 +8,11 @@ Each entry names a modality and a ``features`` path in one of two formats:
   ``raw_item_id<TAB>row`` or one raw id per line (line order = row order).
 
 Rows are always looked up by raw item id, never by iteration order.  :func:`load_modality` returns a
-float32 matrix aligned with the raw ids it was given plus a mask of the ids that have a vector.
+float32 matrix aligned with the raw ids it was given plus a mask of the ids that have a vector;
+:func:`feature_item_ids` lists the raw ids a features path has vectors for.
+
+Tabular attributes of users and items (``ItemAttributes`` / ``UserAttributes``: categorical ids, genres,
+age, ...) are :mod:`elliot.dataset.side_information.attributes`' (skipped by :func:`parse_entries`).
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from elliot.dataset.side_information.attributes import (Attribute, is_attribute_entry, load_attributes,  # noqa: F401
+                                                        parse_attribute_entries)
 from elliot.errors import ConfigError, DataError
 
 _DATALOADER_MODALITY = {
@@ -40,6 +46,8 @@ def parse_entries(side_information) -> List[dict]:
     out, seen = [], set()
     for k, entry in enumerate(side_information):
         where = f"data_config.side_information[{k}]"
+        if is_attribute_entry(entry):
+            continue  # ItemAttributes / UserAttributes: tabular attributes, parse_attribute_entries
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: expected a mapping with 'modality' and 'features', got {entry!r}")
         path, modality = entry.get("features"), entry.get("modality")
@@ -171,6 +179,32 @@ def _load_matrix(path: str, raw_ids: np.ndarray, mapping_path: Optional[str]) ->
         vals[order] = np.asarray(mat[rp[order]], dtype=np.float32)
         out[present] = vals
     return out, present
+
+
+def feature_item_ids(entry: dict) -> np.ndarray:
+    """The raw item ids that the entry's features path holds a vector for (``data_config.item_catalogue:
+    all`` adds those without an interaction to the catalogue): a folder's ``<id>.npy`` names, a matrix's
+    ``item_mapping`` ids, or ``0..rows-1`` for a matrix without one.  int64 when every id is a plain
+    integer, else UTF-8 bytes (the form :func:`elliot.dataset.arrays.encode_keys` reads)."""
+    path = entry["features"]
+    if not os.path.exists(path):
+        raise DataError(f"feature path {path} (modality {entry['modality']}) does not exist")
+    if os.path.isdir(path):
+        try:
+            ids = [n[:-4] for n in os.listdir(path) if n.endswith(".npy")]
+        except OSError as e:
+            raise DataError(f"feature folder {path}: cannot list it ({e.strerror or e})") from None
+    else:
+        try:
+            n_rows = int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
+        except Exception as e:  # noqa: BLE001
+            raise DataError(f"feature file {path}: unreadable ({type(e).__name__}: {e})") from None
+        if not entry.get("item_mapping"):
+            return np.arange(n_rows, dtype=np.int64)
+        ids = [r for r, row in _read_mapping(entry["item_mapping"]).items() if row < n_rows]
+    if all(_INT_RE.match(r) for r in ids):
+        return np.array([int(r) for r in ids], dtype=np.int64)
+    return np.char.encode(np.array(ids, dtype=str), "utf-8") if ids else np.zeros(0, dtype="S1")
 
 
 def load_modality(entry: dict, raw_ids: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

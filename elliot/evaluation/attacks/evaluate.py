@@ -31,7 +31,9 @@ def relative_drop(clean: float, attacked: float) -> float:
     return (clean - attacked) / clean
 
 
-def _skip(spec: dict, reason: str, name: Optional[str] = None) -> dict:
+def skipped(spec: dict, reason: str, name: Optional[str] = None) -> dict:
+    """The record of an attack that does not apply (``skipped`` = the reason, also logged)."""
+    logger.warning("attack skipped: %s", reason)
     return {"name": name or spec.get("name") or spec["method"], "method": spec["method"],
             "modality": spec.get("modality"), "budget": None, "cutoff": None, "values": {}, "clean": {},
             "drop": {}, "skipped": reason}
@@ -47,30 +49,37 @@ def _modality_groups(spec: dict, model) -> List[List[str]]:
     return [[x] for x in names]
 
 
-def _records(model, evaluator, split: str, clean, deltas: Dict[str, torch.Tensor], attack: FeatureAttack,
-             base: dict, seconds: float) -> List[dict]:
-    replaced = {m: attack.clean[m] + deltas[m] for m in deltas}
-    with model.features_replaced(replaced):
-        result = evaluator.evaluate(model, split)
+def perturbation_stats(clean: Dict[str, torch.Tensor], deltas: Dict[str, torch.Tensor]) -> Dict[str, dict]:
+    """Per modality: mean ||δ_i||_2, max |δ|, mean ||δ_i|| / ||x_i||, items with δ_i ≠ 0."""
     rel = {}
     for m, d in deltas.items():
-        x_norm = attack.clean[m].norm(dim=1)
+        x_norm = clean[m].norm(dim=1)
         d_norm = d.norm(dim=1)
         ok = x_norm > 0
         rel[m] = {"mean_l2": float(d_norm.mean()), "max_linf": float(d.abs().max()) if d.numel() else 0.0,
                   "mean_rel_l2": float((d_norm[ok] / x_norm[ok]).mean()) if ok.any() else float("nan"),
                   "items_perturbed": int((d_norm > 0).sum())}
+    return rel
+
+
+def attacked_records(model, evaluator, split: str, clean, replaced: Dict[str, torch.Tensor], base: dict,
+                     seconds: float, perturbation: dict) -> List[dict]:
+    """Evaluate ``model`` with the features ``replaced``: one record per cutoff (``base`` + values, clean,
+    drop, split, perturbation, seconds; ``target`` defaults to :data:`TARGET`)."""
+    with model.features_replaced(replaced):
+        result = evaluator.evaluate(model, split)
     out = []
     for k in sorted(result.values):
         attacked = result.values[k]
         clean_k = clean.values.get(k, {}) if clean is not None else {}
-        out.append({**base, "cutoff": k, "values": dict(attacked), "clean": dict(clean_k),
+        out.append({"target": TARGET, **base, "cutoff": k, "values": dict(attacked), "clean": dict(clean_k),
                     "drop": {m: relative_drop(clean_k.get(m), v) for m, v in attacked.items()},
-                    "split": split, "perturbation": rel, "seconds": seconds, "target": TARGET})
+                    "split": split, "perturbation": perturbation, "seconds": seconds})
     return out
 
 
-def evaluate_attacks(model, dataset, evaluator, attacks: Sequence[dict], clean=None, seed: int = 42) -> List[dict]:
+def evaluate_attacks(model, dataset, evaluator, attacks: Sequence[dict], clean=None, seed: int = 42,
+                     target_seed: Optional[int] = None) -> List[dict]:
     """Evaluate ``model`` under every attack of ``attacks`` (the ``evaluation.attacks`` list).
 
     Returns one record per (attack, modality group, budget, cutoff): ``name`` (e.g.
@@ -78,9 +87,15 @@ def evaluate_attacks(model, dataset, evaluator, attacks: Sequence[dict], clean=N
     metric values), ``clean`` (the same metrics without attack, taken from ``clean``), ``drop``
     (relative drop (clean - attacked) / clean), plus ``perturbation`` statistics, ``split``,
     ``seconds`` and ``target``.  ``certified_radius`` entries give one record with ``cutoff`` None and
-    the radius statistics in ``values``.  Clean metrics are never recomputed or modified; the model's
-    parameters and stored features are unchanged afterwards.  A model that reads no item features
-    gets one record per attack with ``skipped`` set (and a log line).
+    the radius statistics in ``values``.  ``promotion`` records (:mod:`.promotion`) add ``promotion``
+    (target exposure / HR / mean rank, clean and attacked) and ``targets`` (original item ids);
+    ``missing_modality`` records (:mod:`.missing`) add ``mode``.  Clean metrics are never recomputed or
+    modified; the model's parameters and stored features are unchanged afterwards.  A model that reads
+    no item features gets one record per attack with ``skipped`` set (and a log line).
+
+    ``seed`` seeds the attacks' training triples; ``target_seed`` (default ``seed``; the trial passes the
+    experiment's ``random_seed``, so every model of an experiment gets the same items) seeds the
+    promotion targets and the items of a missing-modality entry.  An entry's own ``seed`` wins.
     """
     specs = validate_attacks(list(attacks))
     records: List[dict] = []
@@ -89,23 +104,43 @@ def evaluate_attacks(model, dataset, evaluator, attacks: Sequence[dict], clean=N
     if not is_attackable(model):
         reason = (f"model {getattr(model, 'name', type(model).__name__)} reads no item features; "
                   "feature attacks do not apply")
-        logger.warning("attacks skipped: %s", reason)
-        return [_skip(s, reason) for s in specs]
-    for spec in specs:
+        return [skipped(s, reason) for s in specs]
+    for n, spec in enumerate(specs):
         s_seed = int(spec.get("seed", seed))
         split = spec["split"]
         if split == "validation" and not dataset.has_validation:
-            records.append(_skip(spec, "the dataset has no validation split"))
+            records.append(skipped(spec, "the dataset has no validation split"))
+            continue
+        if spec["method"] in ("promotion", "missing_modality"):
+            items_seed = int(spec.get("seed", seed if target_seed is None else target_seed))
+            clean_split = clean if (clean is not None and getattr(clean, "split", split) == split) else None
+            if clean_split is None:
+                clean_split = evaluator.evaluate(model, split)
+            groups = _modality_groups(spec, model)
+
+            def label_of(group, spec=spec):
+                return "all" if spec["modality"] == "all" else "+".join(group)
+
+            if spec["method"] == "promotion":
+                from elliot.evaluation.attacks.promotion import evaluate_promotion
+
+                records.extend(evaluate_promotion(model, dataset, evaluator, spec, clean_split, items_seed, groups,
+                                                  f"experiment.evaluation.attacks[{n}]", label_of))
+            else:
+                from elliot.evaluation.attacks.missing import evaluate_missing
+
+                records.extend(evaluate_missing(model, dataset, evaluator, spec, clean_split, items_seed, groups,
+                                                label_of))
             continue
         if spec["method"] == "certified_radius":
-            from elliot.training.defenses.crmt import certified_radius
+            from elliot.evaluation.certified import certified_radius
 
             start = time.perf_counter()
             try:
                 stats = certified_radius(model, dataset, split=split, sample_size=spec["sample_size"], seed=s_seed,
                                          eps_ratios=spec["eps_ratio"])
             except ValueError as exc:
-                records.append(_skip(spec, str(exc), name=spec.get("name", "certified_radius")))
+                records.append(skipped(spec, str(exc), name=spec.get("name", "certified_radius")))
                 continue
             records.append({"name": spec.get("name", "certified_radius"), "method": "certified_radius",
                             "modality": "all", "budget": None, "cutoff": None, "values": stats, "clean": {},
@@ -121,8 +156,7 @@ def evaluate_attacks(model, dataset, evaluator, attacks: Sequence[dict], clean=N
             mod_label = "all" if spec["modality"] == "all" else "+".join(group)
             if missing:
                 reason = f"model {model.name} does not use modality {missing}; it uses {model.modalities}"
-                logger.warning("attack skipped: %s", reason)
-                records.append(_skip(spec, reason, name=f"{label}-{mod_label}"))
+                records.append(skipped(spec, reason, name=f"{label}-{mod_label}"))
                 continue
             attack = FeatureAttack(model, group, triples, batch_size=spec["batch_size"])
             start = time.perf_counter()
@@ -142,7 +176,9 @@ def evaluate_attacks(model, dataset, evaluator, attacks: Sequence[dict], clean=N
                         "sample_size": spec["sample_size"] or len(triples[0])}
                 if spec["method"] == "msap":
                     base.update(nb_iter=spec["nb_iter"], projection=spec["projection"], step=spec["step"])
-                records.extend(_records(model, evaluator, split, clean_split, deltas, attack, base, seconds))
+                replaced = {m: attack.clean[m] + deltas[m] for m in deltas}
+                records.extend(attacked_records(model, evaluator, split, clean_split, replaced, base, seconds,
+                                                perturbation_stats(attack.clean, deltas)))
                 logger.info("attack %s: %s", name, {k: round(v, 5) for k, v in
                                                     (records[-1]["values"] if records else {}).items()})
     return records

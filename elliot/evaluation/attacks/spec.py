@@ -25,6 +25,20 @@ Keys (see ``docs/robustness.md``):
   interaction, default; an integer samples that many), ``seed`` (default: the trial's seed),
   ``batch_size`` (triples per forward pass, 8192), ``split`` (``test`` default, or ``validation``),
   ``name`` (a custom label).
+
+Targeted item promotion (:mod:`.promotion`) and missing modalities (:mod:`.missing`)::
+
+        - {method: promotion, targets: 50, attack: fgsm_l2, modality: each, eps_ratio: [0.01, 0.05]}
+        - {method: missing_modality, modality: each, mode: [zero, mean, swap], fraction: [1.0, 0.5]}
+
+* ``promotion``: ``targets`` (a count of items sampled from the long tail with the seed, default 50, or
+  a list of original item ids), ``attack`` (``fgsm_l2`` default | ``fgsm`` | ``msap``; msap takes the
+  msap keys above), ``modality`` and the budget as above (each target item's own budget),
+  ``cutoff`` (K of the objective's top-K threshold; default the largest evaluation cutoff),
+  ``batch_size`` ((user, item) pairs per forward pass, 262144), ``seed``, ``split``, ``name``;
+* ``missing_modality``: ``modality`` (default ``each``), ``mode`` (``zero`` | ``mean`` | ``swap``, a list
+  = one run each; default ``zero``), ``fraction`` of the items affected (0 < f <= 1, default 1.0, a list
+  = a sweep), ``seed``, ``split``, ``name``.
 """
 from __future__ import annotations
 
@@ -35,15 +49,22 @@ from elliot.errors import ConfigError, did_you_mean, unknown_name
 #: what ``start_experiments.py --eval_attack`` adds to the evaluation section
 DEFAULT_ATTACK: Dict[str, Any] = {"method": "fgsm_l2", "modality": "all", "eps_ratio": 0.05}
 
-METHODS = ("fgsm_l2", "fgsm", "msap", "certified_radius")
-ALIASES = {"pgd": "msap", "fgsm_linf": "fgsm", "certify": "certified_radius"}
+METHODS = ("fgsm_l2", "fgsm", "msap", "certified_radius", "promotion", "missing_modality")
+ALIASES = {"pgd": "msap", "fgsm_linf": "fgsm", "certify": "certified_radius", "missing": "missing_modality"}
+#: the gradient attacks a promotion entry can use (``attack:``)
+PROMOTION_ATTACKS = ("fgsm_l2", "fgsm", "msap")
+MISSING_MODES = ("zero", "mean", "swap")
 COMMON_KEYS = {"method", "modality", "name", "seed", "sample_size", "batch_size", "split"}
 BUDGET_KEYS = {"eps", "eps_ratio"}
+MSAP_KEYS = {"projection", "step", "nb_iter", "eps_iter"}
 METHOD_KEYS = {
     "fgsm_l2": COMMON_KEYS | BUDGET_KEYS,
     "fgsm": COMMON_KEYS | BUDGET_KEYS,
-    "msap": COMMON_KEYS | BUDGET_KEYS | {"projection", "step", "nb_iter", "eps_iter"},
+    "msap": COMMON_KEYS | BUDGET_KEYS | MSAP_KEYS,
     "certified_radius": {"method", "name", "seed", "sample_size", "split", "eps_ratio"},
+    "promotion": {"method", "modality", "name", "seed", "batch_size", "split", "targets", "attack", "cutoff"}
+                 | BUDGET_KEYS | MSAP_KEYS,
+    "missing_modality": {"method", "modality", "name", "seed", "split", "mode", "fraction"},
 }
 PROJECTIONS = ("linf", "l2")
 STEPS = ("sign", "l2")
@@ -111,21 +132,12 @@ def normalise_attack(raw, where: str) -> Dict[str, Any]:
         out["modality"] = "all"
         return out
 
-    modality = raw.get("modality", "all")
-    if isinstance(modality, (list, tuple)):
-        if not modality or not all(isinstance(m, str) and m for m in modality):
-            raise _err(where, f"modality: {modality!r} must be a name, a list of names, 'all' or 'each'")
-        modality = list(dict.fromkeys(modality))
-    elif not isinstance(modality, str) or not modality:
-        raise _err(where, f"modality: {modality!r} must be a name, a list of names, 'all' or 'each'")
-    out["modality"] = modality
-
-    if "eps" in raw and "eps_ratio" in raw:
-        raise _err(where, "give either eps (absolute) or eps_ratio (relative to each item's feature norm), not both")
-    if "eps" in raw:
-        out["budget_kind"], out["budgets"] = "abs", _numbers(raw["eps"], where, "eps")
-    else:
-        out["budget_kind"], out["budgets"] = "ratio", _numbers(raw.get("eps_ratio", 0.05), where, "eps_ratio")
+    if method == "missing_modality":
+        return _missing(raw, where, out)
+    out["modality"] = _modality(raw.get("modality", "all"), where)
+    out["budget_kind"], out["budgets"] = _budgets(raw, where)
+    if method == "promotion":
+        return _promotion(raw, where, out)
 
     size = raw.get("sample_size", "all")
     if isinstance(size, str) and size.lower() == "all":
@@ -133,13 +145,76 @@ def normalise_attack(raw, where: str) -> Dict[str, Any]:
     else:
         out["sample_size"] = _int(size, where, "sample_size")
     out["batch_size"] = _int(raw.get("batch_size", 8192), where, "batch_size")
-
     if method == "msap":
-        out["projection"] = _choice(str(raw.get("projection", "linf")).lower(), PROJECTIONS, where, "projection")
-        default_step = "sign" if out["projection"] == "linf" else "l2"
-        out["step"] = _choice(str(raw.get("step", default_step)).lower(), STEPS, where, "step")
-        out["nb_iter"] = _int(raw.get("nb_iter", 10), where, "nb_iter")
-        out["eps_iter"] = None if raw.get("eps_iter") is None else _numbers(raw["eps_iter"], where, "eps_iter")[0]
+        out.update(_msap(raw, where))
+    return out
+
+
+def _modality(modality, where: str):
+    if isinstance(modality, (list, tuple)):
+        if not modality or not all(isinstance(m, str) and m for m in modality):
+            raise _err(where, f"modality: {modality!r} must be a name, a list of names, 'all' or 'each'")
+        return list(dict.fromkeys(modality))
+    if not isinstance(modality, str) or not modality:
+        raise _err(where, f"modality: {modality!r} must be a name, a list of names, 'all' or 'each'")
+    return modality
+
+
+def _budgets(raw: dict, where: str):
+    if "eps" in raw and "eps_ratio" in raw:
+        raise _err(where, "give either eps (absolute) or eps_ratio (relative to each item's feature norm), not both")
+    if "eps" in raw:
+        return "abs", _numbers(raw["eps"], where, "eps")
+    return "ratio", _numbers(raw.get("eps_ratio", 0.05), where, "eps_ratio")
+
+
+def _msap(raw: dict, where: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    out["projection"] = _choice(str(raw.get("projection", "linf")).lower(), PROJECTIONS, where, "projection")
+    default_step = "sign" if out["projection"] == "linf" else "l2"
+    out["step"] = _choice(str(raw.get("step", default_step)).lower(), STEPS, where, "step")
+    out["nb_iter"] = _int(raw.get("nb_iter", 10), where, "nb_iter")
+    out["eps_iter"] = None if raw.get("eps_iter") is None else _numbers(raw["eps_iter"], where, "eps_iter")[0]
+    return out
+
+
+def _promotion(raw: dict, where: str, out: Dict[str, Any]) -> Dict[str, Any]:
+    attack = str(raw.get("attack", "fgsm_l2")).lower()
+    attack = ALIASES.get(attack, attack)
+    out["attack"] = _choice(attack, PROMOTION_ATTACKS, where, "attack")
+    extra = sorted(k for k in MSAP_KEYS if k in raw)
+    if extra and out["attack"] != "msap":
+        raise _err(where, f"{', '.join(extra)}: only with attack: msap (this entry uses attack: {out['attack']})")
+    if out["attack"] == "msap":
+        out.update(_msap(raw, where))
+    targets = raw.get("targets", 50)
+    if isinstance(targets, (list, tuple)):
+        if not targets or not all(isinstance(t, (str, int)) and not isinstance(t, bool) for t in targets):
+            raise _err(where, f"targets: {targets!r} must be a count or a non-empty list of item ids")
+        ids = [str(t) for t in targets]
+        if len(set(ids)) != len(ids):
+            dup = next(t for t in ids if ids.count(t) > 1)
+            raise _err(where, f"targets: item id '{dup}' is listed twice")
+        out["targets"] = ids
+    else:
+        out["targets"] = _int(targets, where, "targets")
+    out["cutoff"] = None if raw.get("cutoff") is None else _int(raw["cutoff"], where, "cutoff")
+    out["batch_size"] = _int(raw.get("batch_size", 1 << 18), where, "batch_size")
+    return out
+
+
+def _missing(raw: dict, where: str, out: Dict[str, Any]) -> Dict[str, Any]:
+    out["modality"] = _modality(raw.get("modality", "each"), where)
+    modes = raw.get("mode", "zero")
+    modes = modes if isinstance(modes, (list, tuple)) else [modes]
+    if not modes:
+        raise _err(where, f"mode: must be one of {', '.join(MISSING_MODES)} or a non-empty list of them")
+    out["modes"] = list(dict.fromkeys(_choice(str(m).lower(), MISSING_MODES, where, "mode") for m in modes))
+    fractions = _numbers(raw.get("fraction", 1.0), where, "fraction")
+    bad = [f for f in fractions if f > 1]
+    if bad:
+        raise _err(where, f"fraction: {bad[0]!r} must be in (0, 1] (the share of items whose features are replaced)")
+    out["fractions"] = list(dict.fromkeys(fractions))
     return out
 
 
@@ -188,7 +263,10 @@ def check_attackable(model_cls, attacks, where: str, modalities: Optional[Sequen
 
 
 def attack_label(spec: Dict[str, Any]) -> str:
-    """``fgsm_l2``, ``fgsm``, ``msap_l2``, ``msap_linf`` or ``msap_linf_l2step`` (Elliot's MSAP)."""
+    """``fgsm_l2``, ``fgsm``, ``msap_l2``, ``msap_linf`` or ``msap_linf_l2step`` (Elliot's MSAP); a
+    promotion entry: ``promotion-`` + the label of its ``attack``."""
+    if spec["method"] == "promotion":
+        return "promotion-" + attack_label({**spec, "method": spec["attack"]})
     if spec["method"] != "msap":
         return spec["method"]
     label = f"msap_{spec['projection']}"

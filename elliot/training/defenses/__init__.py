@@ -163,7 +163,7 @@ def build_addons(model, dataset, defense=None, training=None, seed: int = 42,
                                             distill_eps=d["distill_eps"], pgd_steps=d["pgd_steps"],
                                             pgd_step_size=d["pgd_step_size"], seed=seed))
         elif d["method"] == "crmt":
-            from elliot.training.defenses.crmt import modality_branches
+            from elliot.evaluation.certified import modality_branches
 
             if not modality_branches(model):
                 raise ConfigError(f"{where}.defense: {model.name} exposes no per-modality branches; CRMT needs them")

@@ -32,22 +32,11 @@ from torch import Tensor
 
 from elliot.errors import ConfigError
 from elliot.recommender.base import unique_index
+from elliot.recommender.multimodal import model_branches
 from elliot.training.addons import TrainingAddon
 
 MB_DEFAULTS = {"sensitive_modality": "visual", "robust_modality": "", "lambda": 0.01, "N": 20,
                "distill_eps": 1.0, "pgd_steps": 10, "pgd_step_size": 0.1}
-
-
-def model_branches(model) -> list:
-    """Branch names of ``model.modality_embeddings`` (probed on one pair, eval mode, no grad)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            one = torch.zeros(1, dtype=torch.long, device=model.device)
-            return list(model.modality_embeddings(one, one))
-    finally:
-        model.train(was_training)
 
 
 def resolve_modalities(model, sensitive: str, robust: str, where: str) -> tuple:

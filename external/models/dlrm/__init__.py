@@ -1,3 +1,3 @@
-from external.models.dlrm.dlrm import DLRM
+from external.models.dlrm.dlrm import DLRM, DLRM_CLIP
 
-__all__ = ["DLRM"]
+__all__ = ["DLRM", "DLRM_CLIP"]

@@ -2,42 +2,53 @@
 (Naumov et al., arXiv:1906.00091, 2019), for rating prediction (``task = "rating"``).
 
 Architecture (paper Sec. 2-3, Fig. 1; the reference code ``facebookresearch/dlrm``, ``arch_interaction_op:
-dot``):
+dot``), for a pair (u, i):
 
 * sparse features -> embedding tables of dimension d (``factors``): e_u = E_U[u], e_i = E_I[i] (user id
-  and item id);
-* dense features -> bottom MLP -> x ∈ R^d (ReLU after every layer, the last one of width d, as the
-  reference code);
+  and item id) and, for every categorical attribute a of the user or the item (``attributes``, loaded by
+  ``UserAttributes`` / ``ItemAttributes``: age bucket, gender, occupation, genres, ...),
+  e_a = mean_{c ∈ C_a} E_a[c] over the attribute's codes C_a of the entity (an embedding bag, mean mode: one
+  code for gender, the set of genres for a movie; the reference code's ``EmbeddingBag(mode="sum")``, whose
+  multi-hot inputs are counters, in mean mode so a movie's genre count does not scale its vector);
+* dense features -> bottom MLP -> x = B(s) ∈ R^d, s the dense attributes of the user and the item
+  (age, year, ...) concatenated and standardised per dimension on the training entities' statistics (ReLU
+  after every layer, the last one of width d, as the reference code).  Without dense attributes s is the
+  constant 1: x is one learned vector, and x · e_u, x · e_i act as user and item bias terms;
 * item side information (``modalities``: feature sets of ``data_config.side_information``, e.g. visual /
   textual): each modality m has its own MLP tower t_m = T_m(f_i^m) ∈ R^d (ReLU between layers, linear
-  output), an extra interaction vector (this model's extension: the paper's sparse/dense inputs are
-  categorical ids and numeric counters);
-* interaction: the F = 3 + |modalities| vectors V = [x, e_u, e_i, t_1, ...] ∈ R^{F x d}, their pairwise
-  dot products z = (v_a · v_b)_{a < b} (the F(F-1)/2 entries of the strict upper triangle of V Vᵀ; the
-  reference code takes the strict lower triangle, the same values in another order), concatenated
-  with the bottom-MLP output: h = [x, z];
+  output, ``dropout`` after hidden layers) on features standardised per dimension on the training items;
+  :class:`DLRM_CLIP` replaces the towers by one linear projection of shared-space embeddings (below);
+* interaction: the F = 3 + |sparse attributes| + |modality vectors| vectors V = [x, e_u, e_i, e_a..., t_m...]
+  ∈ R^{F x d}, their pairwise dot products z = (v_a · v_b)_{a < b} (the F(F-1)/2 entries of the strict
+  upper triangle of V Vᵀ; the reference code takes the strict lower triangle, the same values in another
+  order), concatenated with the bottom-MLP output: h = [x, z];
 * top MLP: r̂_ui = W_L ReLU(... ReLU(W_1 h + b_1) ...) + b_L (linear output: a rating, where the paper's
-  click-through model has a sigmoid); dropout (``dropout``) after every hidden top layer.
+  click-through model has a sigmoid); ``dropout`` after every hidden top layer.
 
-Objective: mean squared error over the batch + l_w · mean_batch(‖e_u‖² + ‖e_i‖²) (L2 on the embedding rows
-of the batch), Adam with ``lr``.  Predictions are clipped to the training rating range at evaluation.
+Objective: mean squared error over the batch + l_w · mean_batch(Σ_sparse ‖e‖²) (L2 on the batch's sparse
+vectors: e_u, e_i and every e_a) + ``weight_decay`` · ‖θ‖² on the MLP / tower / projection weights (Adam's
+coupled L2), Adam with ``lr``.  Predictions are clipped to the training rating range at evaluation.
 
 Defaults (factors 32, bottom [32], top [64, 32], towers [128], lr 3e-4, l_w 0.03, batch 256, 20 epochs) are
 ours, picked on ML-100K u1's validation carve-out (docs/rating.md); the paper's Criteo settings do not
 apply to a 943 x 1682 rating matrix.  The model overfits within a few epochs: select the epoch on
-validation RMSE (``meta.validation_metric: RMSE``).
+validation RMSE (``meta.validation_metric: RMSE``, ``early_stopping``).  Initialisation as the reference
+code: embedding rows ~ U(-sqrt(1/n), sqrt(1/n)) (n rows of the table), MLP weights ~ N(0, 2/(fan_in +
+fan_out)), biases ~ N(0, 1/fan_out); except the top MLP's output bias, set to the mean training rating μ
+(the model starts from GlobalMean's prediction instead of 0).
 
-Dense features.  The ML-100K rating experiments have no numeric user/item counters; the dense input is
-then the constant 1 (``x`` becomes one learned vector, so x · e_u and x · e_i act as user and item
-bias terms and e_u · e_i as the matrix-factorisation term).  Initialisation as the reference code:
-embedding rows ~ U(-sqrt(1/n), sqrt(1/n)) (n rows of the table), MLP weights ~ N(0, 2/(fan_in + fan_out)),
-biases ~ N(0, 1/fan_out); except the top MLP's output bias, set to the mean training rating μ (the model
-starts from GlobalMean's prediction instead of 0).  Item features are fixed inputs, standardised per
-dimension on the training items' statistics (mean 0, std 1) before the towers.
+:class:`DLRM_CLIP` (``external.DLRM_CLIP``): item embeddings that already live in one shared image-text
+space (CLIP: Radford et al., ICML 2021) enter the interaction without per-modality towers: each is
+L2-normalised (CLIP compares them by cosine) and mapped by ONE linear projection P ∈ R^{d x D} shared by the
+modalities, p_m = P f̂_i^m (``clip_fusion: separate``: one interaction vector per modality) or
+p = P mean_m f̂_i^m (``clip_fusion: mean``: one vector); no per-dimension standardisation, which would
+break the shared geometry.  The modalities must therefore have one dimension D.  The offline encoders this
+project ships (EfficientNet-lite0 for posters, all-MiniLM-L6-v2 for plots, docs/features.md) are NOT a
+shared space; CLIP features come from elliot.features' hub encoders where a network exists.
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -76,6 +87,19 @@ def mlp(sizes: Sequence[int], final_activation: bool, dropout: float = 0.0) -> n
     return nn.Sequential(*layers)
 
 
+def _standardise(x: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """(x - mean) / std per column, statistics over the rows ``used`` (all rows when none is)."""
+    ref = x[used] if used.any() else x
+    mean, std = ref.mean(0), ref.std(0)
+    std[std == 0] = 1.0
+    return ((x - mean) / std).astype(np.float32)
+
+
+def _uniform_(weight: Tensor, rows: int) -> None:
+    bound = float(np.sqrt(1.0 / max(rows, 1)))
+    nn.init.uniform_(weight, -bound, bound)
+
+
 class DLRM(RatingRecommender):
     """DLRM for rating prediction; see the module docstring for the equations and the defaults' sources."""
 
@@ -90,9 +114,13 @@ class DLRM(RatingRecommender):
         Param("tower_mlp", "list[int]", [128], "hidden widths of each modality tower (output: factors)"),
         Param("modalities", "list[str]", [], "item feature sets of side_information, each through its own "
               "tower as an extra interaction vector; [] = ids only"),
+        Param("attributes", "list[str]", ["all"], "user / item attributes of UserAttributes / ItemAttributes "
+              "entering the model (categorical: an embedding each; dense: the bottom MLP); [all] = every one "
+              "loaded, [] = none"),
         Param("lr", float, 3e-4, "Adam learning rate"),
-        Param("l_w", float, 0.03, "L2 weight of the batch's embedding rows"),
-        Param("dropout", float, 0.0, "dropout after every hidden layer of the top MLP"),
+        Param("l_w", float, 0.03, "L2 weight of the batch's sparse embedding vectors"),
+        Param("weight_decay", float, 0.0, "Adam's L2 weight decay on the MLP, tower and projection weights"),
+        Param("dropout", float, 0.0, "dropout after every hidden layer of the top MLP and of the towers"),
         Param("clip", bool, True, "clip evaluated predictions to the training rating range"),
     )
 
@@ -108,44 +136,132 @@ class DLRM(RatingRecommender):
         self.rating_range = (float(data.min()), float(data.max())) if dataset.train.nnz else (0.0, 0.0)
         self.user_emb = nn.Embedding(self.n_users, d)
         self.item_emb = nn.Embedding(self.n_items, d)
-        for table, n in ((self.user_emb, self.n_users), (self.item_emb, self.n_items)):
-            bound = float(np.sqrt(1.0 / max(n, 1)))
-            nn.init.uniform_(table.weight, -bound, bound)
-        self.n_dense = 1  # the constant dense input (no numeric features in the rating data)
-        self.bottom = mlp([self.n_dense, *self.bottom_mlp, d], final_activation=True)
-        self.towers = nn.ModuleDict()
-        for m in self.modalities:
-            x = dataset.features[m].astype(np.float64)
-            used = np.diff(dataset.train.tocsc().indptr) > 0
-            ref = x[used] if used.any() else x
-            mean, std = ref.mean(0), ref.std(0)
-            std[std == 0] = 1.0
-            self.register_buffer(f"_feat_{m}", torch.from_numpy(((x - mean) / std).astype(np.float32)),
-                                 persistent=False)
-            self.towers[m] = mlp([x.shape[1], *self.tower_mlp, d], final_activation=False)
-        n_vectors = 3 + len(self.modalities)
+        _uniform_(self.user_emb.weight, self.n_users)
+        _uniform_(self.item_emb.weight, self.n_items)
+        used = {"user": np.diff(dataset.train.indptr) > 0, "item": np.diff(dataset.train.tocsc().indptr) > 0}
+        #: (side, name) of the categorical attributes, in interaction order (users' first)
+        self.sparse_attrs: List[Tuple[str, str]] = []
+        self.bags = nn.ModuleDict()
+        dense: Dict[str, List[np.ndarray]] = {"user": [], "item": []}
+        for side, name, attr in self._attributes(dataset):
+            if attr.kind == "categorical":
+                codes = np.where(attr.values < 0, attr.cardinality, attr.values)  # padding -> the last row
+                self.register_buffer(f"_codes_{name}", torch.from_numpy(codes.astype(np.int64)), persistent=False)
+                self.bags[name] = nn.EmbeddingBag(attr.cardinality + 1, d, mode="mean", padding_idx=attr.cardinality)
+                _uniform_(self.bags[name].weight, attr.cardinality)
+                with torch.no_grad():
+                    self.bags[name].weight[attr.cardinality].zero_()
+                self.sparse_attrs.append((side, name))
+            else:
+                dense[side].append(attr.values.astype(np.float64))
+        self.n_dense = {side: sum(x.shape[1] for x in xs) for side, xs in dense.items()}
+        for side, xs in dense.items():
+            if xs:
+                self.register_buffer(f"_dense_{side}", torch.from_numpy(_standardise(np.hstack(xs), used[side])),
+                                     persistent=False)
+        n_in = self.n_dense["user"] + self.n_dense["item"]
+        self.bottom = mlp([max(n_in, 1), *self.bottom_mlp, d], final_activation=True)
+        n_vectors = 3 + len(self.sparse_attrs) + self._init_modalities(dataset, used["item"], d)
         self.top = mlp([d + n_vectors * (n_vectors - 1) // 2, *self.top_mlp, 1], final_activation=False,
                        dropout=float(self.dropout))
         with torch.no_grad():
             self.top[-1].bias.fill_(self.global_mean)
         self.to(self.device)
 
-    def _forward(self, users: Tensor, items: Tensor):
-        dense = torch.ones(len(users), self.n_dense, device=users.device)
-        x = self.bottom(dense)
-        eu, ei = self.user_emb(users), self.item_emb(items)
-        vectors = [x, eu, ei] + [self.towers[m](gather_rows(getattr(self, f"_feat_{m}"), items))
-                                 for m in self.modalities]
-        z = pairwise_interaction(torch.stack(vectors, dim=1))
-        return self.top(torch.cat([x, z], dim=1)).squeeze(-1), eu, ei
+    def _attributes(self, dataset: Dataset):
+        """(side, name, Attribute) of the attributes the ``attributes`` hyperparameter selects."""
+        loaded = [("user", n, a) for n, a in dataset.user_attributes.items()] + \
+                 [("item", n, a) for n, a in dataset.item_attributes.items()]
+        wanted = list(self.hp.get("attributes", ["all"]) or [])
+        if "all" in wanted:
+            return loaded
+        names = [n for _, n, _ in loaded]
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            raise ConfigError(f"model {self.name}: attributes {unknown} are not in the dataset; UserAttributes / "
+                              f"ItemAttributes provide: {', '.join(names) or 'nothing'} (or [all], [])")
+        return [t for t in loaded if t[1] in wanted]
+
+    def _init_modalities(self, dataset: Dataset, used_items: np.ndarray, d: int) -> int:
+        """The modality towers; returns the number of interaction vectors they add."""
+        self.towers = nn.ModuleDict()
+        for m in self.modalities:
+            x = dataset.features[m].astype(np.float64)
+            self.register_buffer(f"_feat_{m}", torch.from_numpy(_standardise(x, used_items)), persistent=False)
+            self.towers[m] = mlp([x.shape[1], *self.tower_mlp, d], final_activation=False,
+                                 dropout=float(self.dropout))
+        return len(self.modalities)
+
+    def _modality_vectors(self, items: Tensor) -> List[Tensor]:
+        return [self.towers[m](gather_rows(getattr(self, f"_feat_{m}"), items)) for m in self.modalities]
+
+    def _dense_input(self, users: Tensor, items: Tensor) -> Tensor:
+        parts = [gather_rows(getattr(self, f"_dense_{side}"), index)
+                 for side, index in (("user", users), ("item", items)) if self.n_dense[side]]
+        return torch.cat(parts, dim=1) if parts else torch.ones(len(users), 1, device=users.device)
+
+    def _forward(self, users: Tensor, items: Tensor) -> Tuple[Tensor, List[Tensor]]:
+        """(raw predictions, the batch's sparse vectors [e_u, e_i, e_a...])."""
+        x = self.bottom(self._dense_input(users, items))
+        sparse = [self.user_emb(users), self.item_emb(items)]
+        for side, name in self.sparse_attrs:
+            codes = gather_rows(getattr(self, f"_codes_{name}"), users if side == "user" else items)
+            sparse.append(self.bags[name](codes))
+        z = pairwise_interaction(torch.stack([x, *sparse, *self._modality_vectors(items)], dim=1))
+        return self.top(torch.cat([x, z], dim=1)).squeeze(-1), sparse
 
     def predict(self, users: Tensor, items: Tensor) -> Tensor:
-        pred, _, _ = self._forward(users, items)
+        pred, _ = self._forward(users, items)
         if self.hp.get("clip", True) and not self.training:
             pred = pred.clamp(*self.rating_range)
         return pred
 
     def loss(self, batch: RatingBatch) -> Tensor:
-        pred, eu, ei = self._forward(batch.users, batch.items)
+        pred, sparse = self._forward(batch.users, batch.items)
         mse = (pred - batch.ratings).pow(2).mean()
-        return mse + self.l_w * (eu.pow(2).sum(-1) + ei.pow(2).sum(-1)).mean()
+        return mse + self.l_w * torch.stack([e.pow(2).sum(-1) for e in sparse]).sum(0).mean()
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """Adam with ``lr``; ``weight_decay`` on every parameter but the embedding tables (those have l_w)."""
+        tables = {id(p) for m in self.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))
+                  for p in m.parameters()}
+        groups = [{"params": [p for p in self.parameters() if id(p) in tables], "weight_decay": 0.0},
+                  {"params": [p for p in self.parameters() if id(p) not in tables],
+                   "weight_decay": float(self.weight_decay)}]
+        return torch.optim.Adam([g for g in groups if g["params"]], lr=float(self.lr), fused=True)
+
+
+class DLRM_CLIP(DLRM):
+    """DLRM whose item image / text embeddings share one space (CLIP): L2-normalised, one shared linear
+    projection to d, no towers (module docstring)."""
+
+    name = "DLRM_CLIP"
+    params = tuple(p for p in DLRM.params if p.name not in ("modalities", "tower_mlp")) + (
+        Param("modalities", "list[str]", ["visual", "textual"], "item embeddings of side_information in one "
+              "shared space (e.g. CLIP image and text), of one dimension"),
+        Param("clip_fusion", str, "separate", "separate: one interaction vector per modality; mean: one vector, "
+              "the projected mean of the normalised embeddings", choices=("separate", "mean")),
+    )
+
+    def _init_modalities(self, dataset: Dataset, used_items: np.ndarray, d: int) -> int:
+        if not self.modalities:
+            raise ConfigError(f"model {self.name}: modalities is empty; it needs the shared-space item embeddings "
+                              "(e.g. [visual, textual] from a CLIP encoder); external.DLRM runs ids only")
+        dims = {m: dataset.features[m].shape[1] for m in self.modalities}
+        if len(set(dims.values())) > 1:
+            raise ConfigError(f"model {self.name}: modalities {', '.join(f'{m} ({k}-d)' for m, k in dims.items())} "
+                              "are not one shared space (equal dimensions, e.g. CLIP's image and text embeddings); "
+                              "external.DLRM gives each modality its own tower")
+        for m in self.modalities:
+            x = dataset.features[m].astype(np.float64)
+            norm = np.linalg.norm(x, axis=1, keepdims=True)
+            self.register_buffer(f"_feat_{m}", torch.from_numpy((x / np.where(norm > 0, norm, 1.0))
+                                                                .astype(np.float32)), persistent=False)
+        self.projection = nn.Linear(next(iter(dims.values())), d)
+        return len(self.modalities) if self.clip_fusion == "separate" else 1
+
+    def _modality_vectors(self, items: Tensor) -> List[Tensor]:
+        feats = [gather_rows(getattr(self, f"_feat_{m}"), items) for m in self.modalities]
+        if self.clip_fusion == "mean":
+            return [self.projection(torch.stack(feats).mean(0))]
+        return [self.projection(f) for f in feats]

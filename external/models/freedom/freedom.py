@@ -67,7 +67,8 @@ from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
 from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, unique_index
-from elliot.recommender.graph import normalized_ui_graph, propagate_sum
+from elliot.recommender.graph import (bipartite_norm_values, normalized_ui_graph, propagate_sum, sample_edges,
+                                      ui_edges, ui_subgraph_op)
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.knn import knn_graph, sym_norm_values
 from elliot.recommender.sparse import SparseOp
@@ -121,10 +122,8 @@ class FREEDOM(EmbeddingScoring, MultimodalRecommender):
         # ---- graphs (plain attributes: not parameters, not in the state dict) ----
         self.norm_adj = SparseOp(normalized_ui_graph(dataset.train, self.device), symmetric=True)
         self.item_adj = self._frozen_item_graph(self._modality_weights())
-        coo = dataset.train.tocoo()
-        self._edges = torch.stack([torch.from_numpy(coo.row.astype("int64")),
-                                   torch.from_numpy(coo.col.astype("int64"))])  # CPU, (2, |E|)
-        self._edge_probs = self._bipartite_values(self._edges)  # 1/(√d_u √d_i), full graph
+        self._edges = ui_edges(dataset.train)  # CPU, (2, |E|)
+        self._edge_probs = bipartite_norm_values(self._edges, self.n_users, self.n_items)  # 1/(√d_u √d_i), full graph
         self._masked_adj: Optional[SparseOp] = None
         self.to(self.device)
 
@@ -149,26 +148,14 @@ class FREEDOM(EmbeddingScoring, MultimodalRecommender):
         graph = torch.sparse_coo_tensor(torch.cat(indices, 1), torch.cat(values), (self.n_items, self.n_items))
         return SparseOp(graph.coalesce().to(self.device))
 
-    def _bipartite_values(self, edges: Tensor) -> Tensor:
-        """1/(√d_u √d_i) of each user-item edge, degrees counted over ``edges`` (MMRec ``_normalize_adj_m``)."""
-        du = torch.bincount(edges[0], minlength=self.n_users).float() + 1e-7
-        di = torch.bincount(edges[1], minlength=self.n_items).float() + 1e-7
-        return du.pow(-0.5)[edges[0]] * di.pow(-0.5)[edges[1]]
-
     def _pruned_graph(self, epoch: int) -> SparseOp:
         """Degree-sensitive edge pruning (Sec. 3.2): the epoch's normalised user-item graph."""
         if self.drop <= 0:
             return self.norm_adj
         n_keep = max(1, int(self._edges.shape[1] * (1.0 - float(self.drop))))
         gen = torch.Generator().manual_seed(int(self.hp.get("seed", 42)) * 100_003 + int(epoch))
-        keep = torch.multinomial(self._edge_probs, n_keep, replacement=False, generator=gen)
-        edges = self._edges[:, keep]
-        values = self._bipartite_values(edges)
-        rows = torch.cat([edges[0], edges[1] + self.n_users])
-        cols = torch.cat([edges[1] + self.n_users, edges[0]])
-        n = self.n_users + self.n_items
-        adj = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.cat([values, values]), (n, n))
-        return SparseOp(adj.coalesce().to(self.device), symmetric=True)
+        keep = sample_edges(self._edges.shape[1], n_keep, gen, probs=self._edge_probs)
+        return ui_subgraph_op(self._edges[:, keep], self.n_users, self.n_items, self.device)
 
     def on_epoch_start(self, epoch: int) -> None:
         self._masked_adj = self._pruned_graph(epoch)

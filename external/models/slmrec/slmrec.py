@@ -71,56 +71,10 @@ from torch.nn import functional as F
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, unique_index
+from elliot.recommender.contrastive import grouped_info_nce, info_nce  # noqa: F401 (info_nce: re-exported)
 from elliot.recommender.graph import normalized_ui_graph
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.sparse import SparseOp
-
-
-def info_nce(a: Tensor, b: Tensor, temp: float) -> Tensor:
-    """Cross-entropy of the in-batch logits a b^T / temp with the diagonal as targets (the temperature
-    scales ``a`` before the product: same logits, no pass over the B x B matrix)."""
-    logits = (a / temp) @ b.T
-    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
-
-
-def grouped_info_nce(a: Tensor, b: Tensor, rows: Tensor, cols: Tensor, col_counts: Tensor, temp: float) -> Tensor:
-    """``info_nce(a[rows], b[cols], temp)`` from the distinct rows ``a`` and columns ``b`` only.
-
-    Batch entry n has logits a[rows[n]]·b[cols[k]] / temp over k; equal columns are summed once with
-    their multiplicity (``col_counts[c]`` = #{k: cols[k] = c}) inside the log-sum-exp, so the logits
-    matrix is (#distinct rows x #distinct columns) instead of (batch x batch).  Same loss and gradients;
-    one fused forward/backward (:class:`_GroupedInfoNCE`) instead of autograd's log-softmax passes.
-    """
-    row_weight = torch.bincount(rows, minlength=len(a)).to(a.dtype) / len(rows)
-    return _GroupedInfoNCE.apply(a / temp, b, rows, cols, col_counts.to(a.dtype).log(), row_weight)
-
-
-class _GroupedInfoNCE(torch.autograd.Function):
-    """mean_n [log Σ_c exp(a[r_n]·b_c + log_counts_c) - a[r_n]·b[c_n]]  with r = rows, c = cols.
-
-    Backward: d/dlogits = row_weight_r · softmax_r - (1/n) Σ_n 1[r_n, c_n]  (row_weight_r = #{n: r_n = r}/n),
-    the softmax kept unnormalised (exp(z - max)) with its row sums."""
-
-    @staticmethod
-    def forward(ctx, a, b, rows, cols, log_counts, row_weight):
-        z = a @ b.T
-        target = z[rows, cols]
-        z.add_(log_counts)
-        peak = z.amax(1, keepdim=True)
-        z.sub_(peak).exp_()
-        sums = z.sum(1, keepdim=True)
-        lse = (peak + sums.log()).squeeze(1)
-        ctx.save_for_backward(a, b, rows, cols, z, sums, row_weight)
-        return (row_weight * lse).sum() - target.mean()
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b, rows, cols, z, sums, row_weight = ctx.saved_tensors
-        dz = z * (row_weight.unsqueeze(1) / sums * grad)
-        dz.index_put_((rows, cols), (-grad / len(rows)).expand(len(rows)), accumulate=True)
-        ga = dz @ b if ctx.needs_input_grad[0] else None
-        gb = dz.T @ a if ctx.needs_input_grad[1] else None
-        return ga, gb, None, None, None, None
 
 
 class SLMRec(EmbeddingScoring, MultimodalRecommender):

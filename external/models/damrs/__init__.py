@@ -1,0 +1,3 @@
+from external.models.damrs.damrs import DAMRS
+
+__all__ = ["DAMRS"]

@@ -1,0 +1,3 @@
+from external.models.diffmm.diffmm import DiffMM
+
+__all__ = ["DiffMM"]

@@ -1,0 +1,3 @@
+from external.models.dragon.dragon import DRAGON
+
+__all__ = ["DRAGON"]

@@ -1,0 +1,3 @@
+from external.models.dualgnn.dualgnn import DualGNN
+
+__all__ = ["DualGNN"]

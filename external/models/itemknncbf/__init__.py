@@ -1,0 +1,3 @@
+from external.models.itemknncbf.itemknncbf import ItemKNNCBF
+
+__all__ = ["ItemKNNCBF"]

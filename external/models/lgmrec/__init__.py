@@ -1,0 +1,3 @@
+from external.models.lgmrec.lgmrec import LGMRec
+
+__all__ = ["LGMRec"]

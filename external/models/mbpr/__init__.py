@@ -1,0 +1,3 @@
+from external.models.mbpr.mbpr import MBPR
+
+__all__ = ["MBPR"]

@@ -1,0 +1,3 @@
+from external.models.mgcn.mgcn import MGCN
+
+__all__ = ["MGCN"]

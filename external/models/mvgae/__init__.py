@@ -1,0 +1,3 @@
+from external.models.mvgae.mvgae import MVGAE
+
+__all__ = ["MVGAE"]

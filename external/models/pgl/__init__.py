@@ -1,0 +1,3 @@
+from external.models.pgl.pgl import PGL
+
+__all__ = ["PGL"]

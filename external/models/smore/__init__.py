@@ -1,0 +1,3 @@
+from external.models.smore.smore import SMORE
+
+__all__ = ["SMORE"]

@@ -1,0 +1,164 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from elliot.evaluation.evaluator import Evaluator
+from elliot.recommender.knn import knn_laplacian
+from elliot.training.trainer import Trainer
+from external.models.mgcn import MGCN
+from tests.helpers import (assert_same_loss_and_grads, random_dataset, scoring_views, structured_dataset,
+                           train_steps, triplet_batch)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _model(ds, seed=0, **hp):
+    params = {p.name: p.default for p in MGCN.declared_params()}
+    params.update({"factors": 8, "top_k": 4, "lr": 0.01, "batch_size": 64}, **hp)
+    torch.manual_seed(seed)
+    return MGCN(ds, params, torch.device("cpu"))
+
+
+def _dense_knn(x, k):
+    """MMRec: build_sim -> topk with values -> D^-1/2 S D^-1/2 (dense)."""
+    xn = x / x.norm(dim=1, keepdim=True)
+    sim = xn @ xn.T
+    val, ind = torch.topk(sim, k, dim=-1)
+    adj = torch.zeros_like(sim).scatter_(-1, ind, val)
+    d = adj.sum(-1).pow(-0.5)
+    d[torch.isinf(d)] = 0
+    return d.view(-1, 1) * adj * d.view(1, -1)
+
+
+def _reference_loss(model, batch, ds):
+    """MMRec ``MGCN.forward`` + ``calculate_loss`` written out with dense matrices (two modalities)."""
+    nu = model.n_users
+    r = torch.as_tensor(ds.train.toarray())
+    a = torch.zeros(nu + model.n_items, nu + model.n_items)
+    a[:nu, nu:], a[nu:, :nu] = r, r.T
+    d = a.sum(1).pow(-0.5)
+    d[torch.isinf(d)] = 0
+    norm = d.view(-1, 1) * a * d.view(1, -1)
+    user, item = model.embeddings[:nu], model.embeddings[nu:]
+    image = model.proj[0](model.feature("visual"))
+    text = model.proj[1](model.feature("textual"))
+    image_item = item * model.gate[0](image).sigmoid()
+    text_item = item * model.gate[1](text).sigmoid()
+    ego = torch.cat([user, item])
+    layers = [ego]
+    for _ in range(model.n_ui_layers):
+        layers.append(norm @ layers[-1])
+    content = torch.stack(layers, 1).mean(1)
+    for _ in range(model.n_layers):
+        image_item = _dense_knn(model.feature("visual"), model.top_k) @ image_item
+        text_item = _dense_knn(model.feature("textual"), model.top_k) @ text_item
+    image_emb = torch.cat([norm[:nu, nu:] @ image_item, image_item])
+    text_emb = torch.cat([norm[:nu, nu:] @ text_item, text_item])
+    w = torch.softmax(torch.cat([model.query(image_emb), model.query(text_emb)], -1), -1)
+    common = w[:, 0:1] * image_emb + w[:, 1:2] * text_emb
+    sep_image = model.prefer[0](content).sigmoid() * (image_emb - common)
+    sep_text = model.prefer[1](content).sigmoid() * (text_emb - common)
+    side = (sep_image + sep_text + common) / 3
+    final = content + side
+    u, i, j = final[batch.users], final[nu + batch.pos_items], final[nu + batch.neg_items]
+    mf = -F.logsigmoid((u * i).sum(1) - (u * j).sum(1)).mean()
+    reg = ((u ** 2).sum() / 2 + (i ** 2).sum() / 2 + (j ** 2).sum() / 2) / model.hp["batch_size"]
+
+    def nce(v1, v2):
+        v1, v2 = F.normalize(v1, dim=1), F.normalize(v2, dim=1)
+        pos = torch.exp((v1 * v2).sum(-1) / 0.2)
+        ttl = torch.exp(v1 @ v2.T / 0.2).sum(1)
+        return -torch.log(pos / ttl).mean()
+
+    cl = nce(side[nu + batch.pos_items], content[nu + batch.pos_items]) + nce(side[batch.users], content[batch.users])
+    return mf + model.l_w * reg + model.cl_loss * cl
+
+
+def test_knn_laplacian_matches_dense_mmrec_graph():
+    x = torch.randn(50, 7)
+    index, values = knn_laplacian(x, 5, chunk_size=7)
+    dense = torch.zeros(50, 50).index_put((index[0], index[1]), values)
+    assert torch.allclose(dense, _dense_knn(x, 5), atol=1e-6)
+    x[3] = 0  # a zero row: no NaNs, zero weight
+    _, values = knn_laplacian(x, 5)
+    assert torch.isfinite(values).all()
+
+
+@pytest.mark.parametrize("hp", [{}, {"n_layers": 2, "n_ui_layers": 1, "cl_loss": 0.5, "l_w": 0.1}])
+def test_loss_and_gradients_match_dense_reference(hp):
+    ds = random_dataset()
+    model = _model(ds, **hp)
+    batch = triplet_batch(ds)
+    assert_same_loss_and_grads(model, batch, model.loss, lambda b: _reference_loss(model, b, ds), atol=1e-6)
+
+
+def test_training_lowers_loss_and_trains_every_part():
+    ds = random_dataset()
+    model = _model(ds)
+    batch = triplet_batch(ds)
+    first = model.loss(batch).item()
+    train_steps(model, batch, 25)
+    assert model.loss(batch).item() < first
+    for mod in (model.proj[0], model.gate[1], model.prefer[0], model.query[0]):
+        assert mod.weight.grad.abs().sum() > 0
+    assert model.lr_multiplier(50) == pytest.approx(0.96)  # MMRec's scheduler is the default
+
+
+def test_score_pairs_and_branches_agree():
+    ds = random_dataset()
+    model = _model(ds)
+    train_steps(model, triplet_batch(ds), steps=3)
+    users, items, full, cached, pairs = scoring_views(model, ds)
+    assert torch.allclose(full, cached)
+    assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
+    emb = model.modality_embeddings(users, items)
+    assert set(emb) == {"id", "visual", "textual"}
+    assert all(eu.shape == (len(users), 8) and ei.shape == (len(users), 8) for eu, ei in emb.values())
+    # the side embedding splits exactly by modality: the branch scores sum to the fused score
+    assert torch.allclose(sum(model.modality_scores(users, items).values()), pairs, atol=1e-5)
+
+
+def test_replaced_features_reach_the_score_not_the_graphs():
+    ds = random_dataset()
+    model = _model(ds)
+    graphs = [g.to_dense().clone() for g in model.item_graphs]
+    stored = model.feature("visual").clone()
+    users, items = torch.arange(5), torch.arange(5)
+    delta = torch.zeros_like(stored, requires_grad=True)
+    with model.features_replaced({"visual": stored + delta}):
+        model.score_pairs(users, items).sum().backward()
+    assert delta.grad.abs().sum() > 0
+    with torch.no_grad(), model.features_replaced({"visual": stored * 3 + 1}):
+        attacked = model.score_pairs(users, items)
+    assert not torch.allclose(attacked, model.score_pairs(users, items))
+    assert torch.equal(model.feature("visual"), stored)
+    assert all(torch.equal(g.to_dense(), old) for g, old in zip(model.item_graphs, graphs))  # frozen graphs
+
+
+def test_deterministic_with_fixed_seed_and_one_modality():
+    ds = random_dataset()
+    batch = triplet_batch(ds)
+    a, b = _model(ds, seed=3), _model(ds, seed=3)
+    assert torch.equal(train_steps(a, batch, 4), train_steps(b, batch, 4))
+    with torch.no_grad():
+        assert torch.equal(a.score(torch.arange(5)), b.score(torch.arange(5)))
+    one = _model(ds, modalities=["textual"])
+    assert len(one.item_graphs) == 1 and torch.isfinite(one.loss(batch))
+    assert set(one.modality_embeddings(torch.arange(3), torch.arange(3))) == {"id", "textual"}
+
+
+def test_one_epoch_through_the_trainer():
+    ds = structured_dataset()
+    model = _model(ds, batch_size=128)
+    ev = Evaluator(ds, [10], ["Recall"])
+    fit = Trainer(model, ds, ev, epochs=1, batch_size=128, seed=0, validation_metric="Recall@10",
+                  progress=False).fit()
+    assert fit.epochs_run == 1 and fit.best_epoch == 1 and fit.history
+    assert 0.0 <= ev.evaluate(model, "test").values[10]["Recall"] <= 1.0

@@ -1,0 +1,117 @@
+"""SelfCF (MMRec's SELFCFED_LGN): loss against MMRec's formulation, views, scoring, determinism."""
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from elliot.recommender.base import TripletBatch
+from elliot.recommender.graph import entry_dropout
+from elliot.recommender.registry import resolve_model
+from elliot.recommender.selfcf import SelfCF
+from tests.helpers import assert_same_loss_and_grads, fit_through_trainer, random_dataset, train_steps, triplet_batch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _model(ds, seed=0, **hp):
+    params = {p.name: p.default for p in SelfCF.declared_params()}
+    params.update({"factors": 8, "lr": 0.01}, **hp)
+    torch.manual_seed(seed)
+    return SelfCF(ds, params, torch.device("cpu"))
+
+
+def _reference_loss(model, batch):
+    """MMRec ``SELFCFED_LGN.calculate_loss`` with no edge / embedding dropout (targets = online rows)."""
+    adj = model.adj.to_dense()
+    layers = [model.embedding]
+    for _ in range(model.n_layers):
+        layers.append(adj @ layers[-1])
+    mean = torch.stack(layers, 1).mean(1)
+    u, i = mean[batch.users], mean[model.n_users + batch.pos_items]
+    u_t, i_t = u.clone().detach(), i.clone().detach()
+    reg = (u ** 2).sum() * 0.5 + (i ** 2).sum() * 0.5
+    pu, pi = model.predictor(u), model.predictor(i)
+    loss_fn = lambda p, z: -F.cosine_similarity(p, z.detach(), dim=-1).mean()  # noqa: E731
+    return loss_fn(pu, i_t) / 2 + loss_fn(pi, u_t) / 2 + model.l_w * reg
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_loss_matches_mmrec_formulation(n_layers):
+    ds = random_dataset()
+    model = _model(ds, n_layers=n_layers, dropout=0.0, drop_ratio=0.0, l_w=0.01)
+    batch = triplet_batch(ds)
+    assert_same_loss_and_grads(model, batch, model.loss, lambda b: _reference_loss(model, b), atol=1e-6)
+
+
+def test_edge_dropout_of_entries_and_target_dropout():
+    ds = random_dataset(n_users=60, n_items=50, density=0.3)
+    model = _model(ds, dropout=0.5)
+    coo = model._adj_coo
+    dropped = entry_dropout(coo, 0.4, torch.Generator().manual_seed(0)).to_dense()
+    dense = coo.to_dense()
+    kept = dropped != 0
+    assert 0.5 < kept.sum() / (dense != 0).sum() < 0.7
+    torch.testing.assert_close(dropped[kept], dense[kept] / 0.6)
+    assert not torch.equal(kept, kept.T)  # u->i and i->u entries are drawn independently
+    graphs = [model._training_graph() for _ in range(3)]  # a fresh rate and mask every step
+    assert len({int((g.to_dense() != 0).sum()) for g in graphs}) == 3
+    x = torch.randn(2000, 8)
+    t = model._target(x)
+    assert 0.45 < (t != 0).float().mean() < 0.55 and torch.allclose(t[t != 0], 2 * x[t != 0])
+
+
+def test_negatives_ignored_and_training_lowers_loss():
+    ds = random_dataset()
+    model = _model(ds, l_w=1e-3)
+    batch = triplet_batch(ds)
+    other = TripletBatch(users=batch.users, pos_items=batch.pos_items, neg_items=torch.flip(batch.neg_items, (0,)))
+    state = (model._graph_gen.get_state(), model._gen.get_state())
+    first = model.loss(batch)
+    model._graph_gen.set_state(state[0])
+    model._gen.set_state(state[1])
+    assert torch.equal(model.loss(other), first)
+    train_steps(model, batch, 30)
+    model._graph_gen.set_state(state[0])
+    model._gen.set_state(state[1])
+    assert model.loss(batch).item() < first.item()
+
+
+def test_score_is_the_two_sided_predictor_score():
+    ds = random_dataset()
+    model = _model(ds)
+    train_steps(model, triplet_batch(ds), 3)
+    users = torch.arange(ds.n_users)
+    with torch.no_grad():
+        hu, hi = model._encode(model.adj)
+        expected = model.predictor(hu) @ hi.T + hu @ model.predictor(hi).T
+        full = model.score(users)
+        assert full.shape == (ds.n_users, ds.n_items) and torch.isfinite(full).all()
+        torch.testing.assert_close(full, expected, rtol=1e-5, atol=1e-6)
+        model.prepare_scoring()
+        assert torch.equal(model.score(users), full)
+        model.end_scoring()
+
+
+def test_deterministic_and_one_trainer_epoch():
+    ds = random_dataset()
+    a, b = _model(ds, seed=3), _model(ds, seed=3)
+    fa, ta = fit_through_trainer(a, ds, epochs=2)
+    _, tb = fit_through_trainer(b, ds, epochs=2)
+    assert fa.epochs_run == 2 and math.isfinite(fa.history[-1]["loss"])
+    assert ta.values == tb.values
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_registry_and_mmrec_names():
+    assert resolve_model("SelfCF") is SelfCF and resolve_model("SELFCFED_LGN") is SelfCF
+    from elliot.config import coerce_params
+
+    space = coerce_params(SelfCF.declared_params(), {"embedding_size": 16, "reg_weight": [0.1, 0.0]}, "m")
+    assert space.fixed["factors"] == 16 and space.axes["l_w"] == [0.1, 0.0]
