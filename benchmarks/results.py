@@ -40,7 +40,7 @@ CUTOFFS = (10, 20, 50)
 DATASET_ORDER = ("tiktok", "lfm2k", "ml100k", "default")
 MODEL_ORDER = ("MostPop", "BPRMF", "LightGCN", "LayerGCN", "SelfCF", "SGL", "ItemKNNCBF", "VBPR", "MBPR",
                "LightGCNM", "MMGCN", "GRCN", "DualGNN", "LATTICE", "SLMRec", "FREEDOM", "MGCN",
-               "LGMRec", "DRAGON", "SMORE", "DiffMM", "AMR")
+               "LGMRec", "DRAGON", "SMORE", "DiffMM", "MVGAE", "AMR")
 
 
 BENCH = ROOT / "config_files" / "bench"
@@ -196,9 +196,22 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("configs", nargs="*", type=Path)
     parser.add_argument("--only-doc", action="store_true", help="regenerate the doc from the stored runs")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's; the machine busy with other processes -> 1, since "
+                             "oversubscribed threads made epochs up to 15x slower here); stored with each run")
     args = parser.parse_args(argv)
     runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
     if not args.only_doc:
+        import os
+
+        import torch
+
+        busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+        threads = args.threads or (1 if busy else None)
+        if threads:
+            torch.set_num_threads(threads)
+            print(f"torch threads: {threads}" + (" (machine busy: load average above the core count)"
+                                                  if busy and not args.threads else ""), flush=True)
         paths = [p.resolve() for p in args.configs] or sorted((ROOT / "config_files" / "bench").glob("*.yml"))
         for path in paths:
             mine: dict = {}
