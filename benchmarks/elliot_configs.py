@@ -13,15 +13,19 @@ committed here).  Every file is run unchanged except for these things, each said
   so the configs' textual branch runs on audio features); ``dataset.tsv`` / ``reviews.tsv`` are the
   TikTok interactions in one file, or MovieLens 100K's ``u.data`` for the movielens datasets
   (timestamps, for temporal splits).  The numbers are therefore not Amazon's; they show the files run.
-* ``epochs`` is cut to ``--epochs`` and every grid to its first point (one trial per model);
+* ``epochs`` is cut to ``--epochs``, every grid to its first point and every hyperopt search
+  (``hyper_opt_alg: tpe`` ... with ``hyper_max_evals``) to one evaluation: one trial per model;
 * models this framework lacks are removed from the file and listed;
-* clustering files that complex metrics name are made for the stand-in (two clusters by training counts).
+* clustering files that complex metrics name are made for the stand-in (two clusters by training counts);
+* attribute files (``ItemAttributes`` / ``UserAttributes``) of a movielens dataset are made from ML-100K:
+  ``item<TAB>genre<TAB>...`` from ``u.item``, ``user<TAB>gender<TAB>occupation`` from ``u.user``.
 
 Writes ``docs/elliot_configs.md`` (a row per file) and ``benchmarks/elliot_configs_runs.json``.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -87,6 +91,33 @@ def feature_folders(root: Path, base: Path, exp: dict) -> None:
                 os.symlink(source, target, target_is_directory=True)
 
 
+def attribute_files(root: Path, exp: dict) -> None:
+    """The ``attribute_file`` of ItemAttributes / UserAttributes entries, for the movielens datasets (whose
+    interactions are ML-100K's): item genres from ``u.item``, user gender and occupation from ``u.user``."""
+    if "movielens" not in str(exp.get("dataset")):
+        return
+    entries = (exp.get("data_config") or {}).get("side_information") or []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        value = (entry or {}).get("attribute_file")
+        if not (isinstance(value, str) and "../data/{0}/" in value):
+            continue
+        target = root / str(exp.get("dataset")) / value.split("../data/{0}/", 1)[1]
+        if target.exists():
+            continue
+        rows = []
+        if entry.get("dataloader") == "UserAttributes":
+            for line in (SHARED / "ml100k" / "u.user").read_text(encoding="latin-1").splitlines():
+                user, _age, gender, occupation, _zip = line.split("|")
+                rows.append(f"{user}\t{gender}\t{occupation}")
+        else:
+            for line in (SHARED / "ml100k" / "u.item").read_text(encoding="latin-1").splitlines():
+                fields = line.split("|")
+                genres = [str(g) for g, flag in enumerate(fields[5:]) if flag == "1"]
+                rows.append("\t".join([fields[0], *genres]))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("\n".join(rows) + "\n")
+
+
 def _numeric(text) -> bool:
     try:
         float(text)
@@ -137,6 +168,9 @@ def rewrite(doc: dict, epochs: int) -> tuple:
             absent.append(str(name))
             continue
         block = dict(block or {})
+        meta = block.get("meta")
+        if isinstance(meta, dict) and meta.get("hyper_max_evals") is not None:
+            block["meta"] = {**meta, "hyper_max_evals": 1}
         for key, value in list(block.items()):
             if key not in ("meta", "early_stopping"):
                 block[key] = first_point(value)
@@ -156,16 +190,18 @@ def run_one(path: Path, work: Path, base: Path, epochs: int, seen: dict) -> dict
     dataset_folder(work / "data", base, str(exp.get("dataset")))
     feature_folders(work / "data", base, exp)
     cluster_files(work / "data", base, exp)
+    attribute_files(work / "data", exp)
     doc, record["absent"] = rewrite(doc, epochs)
     record["models"] = list(doc["experiment"]["models"])
     if not record["models"]:
         record["status"] = "no model of this file exists here"
         return record
     shape = json.dumps({**doc["experiment"], "dataset": None}, sort_keys=True, default=str)
-    if shape in seen:  # the same file for another dataset: the data stand-in makes it the same run
-        record.update(status=f"same as {seen[shape]} once the data is the stand-in", duplicate=True)
+    record["shape"] = hashlib.sha1(shape.encode()).hexdigest()[:16]  # stored: --merge batches see it
+    if record["shape"] in seen:  # the same file for another dataset: the data stand-in makes it the same run
+        record.update(status=f"same as {seen[record['shape']]} once the data is the stand-in", duplicate=True)
         return record
-    seen[shape] = path.name
+    seen[record["shape"]] = path.name
     own = work / "runs" / path.stem  # a folder per file: its results (and trials) are its own
     (own / "config_files").mkdir(parents=True, exist_ok=True)
     if not (own / "data").exists():
@@ -220,20 +256,23 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true", help="keep the stored records of the files not run now")
     args = ap.parse_args()
     files = sorted(p for p in args.configs.glob("*.y*ml") if args.only in p.name)
+    store = ROOT / "benchmarks" / "elliot_configs_runs.json"
+    stored = json.loads(store.read_text()) if args.merge and store.exists() else []
+    names = {p.name for p in files}
     with tempfile.TemporaryDirectory(prefix="elliot-configs-") as tmp:
         work = Path(tmp)
         (work / "config_files").mkdir()
         base = build_data(work / "data")
-        records, seen = [], {}
+        records = []
+        seen = {r["shape"]: r["file"] for r in stored  # a batch's file can be the same run as a stored one
+                if r.get("shape") and not r.get("duplicate") and r["file"] not in names}
         for path in files:
             record = run_one(path, work, base, args.epochs, seen)
             records.append(record)
             print(f"{path.name}: {record['seconds']:.1f}s {record['status'][:400]}", flush=True)
-    store = ROOT / "benchmarks" / "elliot_configs_runs.json"
-    if args.merge and store.exists():  # rerun some files: the others keep their stored records
+    if args.merge:  # rerun some files: the others keep their stored records
         fresh = {r["file"] for r in records}
-        records = sorted([r for r in json.loads(store.read_text()) if r["file"] not in fresh] + records,
-                         key=lambda r: r["file"])
+        records = sorted([r for r in stored if r["file"] not in fresh] + records, key=lambda r: r["file"])
     args.out.write_text(report(records, args.epochs))
     store.write_text(json.dumps(records, indent=1) + "\n")
 

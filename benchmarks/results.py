@@ -39,8 +39,8 @@ DOC = ROOT / "docs" / "results.md"
 CUTOFFS = (10, 20, 50)
 DATASET_ORDER = ("tiktok", "lfm2k", "ml100k", "default")
 MODEL_ORDER = ("MostPop", "BPRMF", "LightGCN", "LayerGCN", "SelfCF", "SGL", "ItemKNNCBF", "VBPR", "MBPR",
-               "LightGCNM", "MMGCN", "GRCN", "DualGNN", "LATTICE", "SLMRec", "FREEDOM", "MGCN",
-               "LGMRec", "DRAGON", "SMORE", "DiffMM", "MVGAE", "AMR")
+               "LightGCNM", "NGCFM", "MMGCN", "GRCN", "DualGNN", "LATTICE", "SLMRec", "FREEDOM", "MGCN",
+               "LGMRec", "DRAGON", "SMORE", "PGL", "DAMRS", "DiffMM", "MVGAE", "MMGCF", "AMR")
 
 
 BENCH = ROOT / "config_files" / "bench"

@@ -64,6 +64,34 @@ DEFENSES = {
 }
 
 
+#: ``--candidates``: defense configurations measured against the target "halve VBPR's TikTok FGSM-L2 5%
+#: all-modality Recall@20 drop (60.9% -> <= 30%) at <= 3% clean loss"; name -> (backbone, hyperparameter
+#: overrides, defense block, training block).  MB blocks get sensitive = first modality, robust = second.
+CANDIDATES = {
+    "none": ("VBPR", {}, None, None),
+    "MB": ("VBPR", {}, {"method": "modality_balancing"}, None),
+    "feature_norm": ("VBPR", {"feature_norm": True}, None, None),
+    "MB(lambda=0.1)": ("VBPR", {}, {"method": "modality_balancing", "lambda": 0.1}, None),
+    "MB(lambda=1)": ("VBPR", {}, {"method": "modality_balancing", "lambda": 1.0}, None),
+    "MB(N=200)": ("VBPR", {}, {"method": "modality_balancing", "N": 200}, None),
+    "MB(roles=alternate)": ("VBPR", {}, {"method": "modality_balancing", "roles": "alternate"}, None),
+    "MB(roles=both)": ("VBPR", {}, {"method": "modality_balancing", "roles": "both"}, None),
+    "MB+feature_norm": ("VBPR", {"feature_norm": True}, {"method": "modality_balancing"}, None),
+    "feature_norm(l_e=2e-4)": ("VBPR", {"feature_norm": True, "l_e": 2e-4}, None, None),
+    "feature_norm(normalize=false)": ("VBPR", {"feature_norm": True, "normalize": False}, None, None),
+    "AMR": ("AMR", {}, None, None),
+    "AMR(catalogue)": ("AMR", {"perturbation": "catalogue"}, None, None),
+    "AMR+MB": ("AMR", {}, {"method": "modality_balancing"}, None),
+    "AMR(catalogue)+MB": ("AMR", {"perturbation": "catalogue"}, {"method": "modality_balancing"}, None),
+    "AMR(catalogue, all epochs)": ("AMR", {"perturbation": "catalogue", "adversarial_epochs": 40}, None, None),
+}
+CANDIDATE_ATTACKS = [{"method": "fgsm_l2", "modality": "all", "eps_ratio": 0.05},
+                     {"method": "msap", "projection": "l2", "modality": "all", "eps_ratio": 0.05, "nb_iter": 10}]
+#: parameters (with their defaults) that models gained after the stored weights were trained
+LATER_PARAMS = {"feature_norm": False, "perturbation": "batch"}
+CANDIDATE_RUNS = ROOT / "benchmarks" / "robustness_candidates_runs.json"
+
+
 def datasets(names):
     from elliot.config import load_config
     from elliot.dataset.builder import build_dataset
@@ -92,10 +120,13 @@ def _weights_file(dataset_name: str, backbone: str, defense: str, epochs: int, s
     return WEIGHTS / f"{stem}.pt"
 
 
-def trained_model(dataset, backbone: str, defense: str, epochs: int, seed: int = 42, reuse: bool = True):
+def trained_model(dataset, backbone: str, defense: str, epochs: int, seed: int = 42, reuse: bool = True,
+                  candidate: tuple = None):
     """(model ready for test evaluation, training info): trained with the protocol of the module docstring,
     or loaded from ``benchmarks/robustness_weights/`` when a run with the same hyperparameters and defense
-    blocks stored its weights there (``reuse``); every training stores them."""
+    blocks stored its weights there (``reuse``); every training stores them.  ``candidate``: a
+    :data:`CANDIDATES` entry (backbone, overrides, defense block, training block) instead of the
+    ``DEFENSES[defense]`` blocks (``defense`` then names the weights file)."""
     from elliot.config.params import coerce_params, expand_grid
     from elliot.evaluation.evaluator import Evaluator
     from elliot.recommender.registry import available_models
@@ -106,19 +137,21 @@ def trained_model(dataset, backbone: str, defense: str, epochs: int, seed: int =
     registry, raw = BACKBONES[backbone]
     cls = available_models()[registry]
     modalities = list(dataset.features)
-    raw = {**raw, "epochs": epochs, "batch_size": 2048, "seed": seed}
+    overrides, block, training = ({}, *DEFENSES[defense]) if candidate is None else candidate[1:]
+    raw = {**raw, **overrides, "epochs": epochs, "batch_size": 2048, "seed": seed}
     hp = expand_grid(coerce_params(cls.declared_params(), raw, registry))[0]
-    block, training = DEFENSES[defense]
     if block and backbone in GRAPH:
         block = {**block, **GRAPH_OVERRIDES.get(block["method"], {})}
     if block and block["method"] == "modality_balancing":
         block = {**block, "sensitive_modality": modalities[0], "robust_modality": modalities[1]}
     params = {k: v for k, v in hp.items() if not isinstance(v, list)}
     path = _weights_file(dataset.name, backbone, defense, epochs, seed)
+    # hyperparameters added after weights were stored: at their defaults they leave the key as it was
+    keyed = {k: v for k, v in params.items() if LATER_PARAMS.get(k, object()) != v}
     torch.manual_seed(seed)
     model = cls(dataset, hp, torch.device("cpu"))
     evaluator = Evaluator(dataset, cutoffs=[10, 20], metrics=["Recall", "nDCG"])
-    key = {"params": json.dumps(params, sort_keys=True, default=str), "block": json.dumps(block, sort_keys=True),
+    key = {"params": json.dumps(keyed, sort_keys=True, default=str), "block": json.dumps(block, sort_keys=True),
            "training": json.dumps(training, sort_keys=True)}
     saved = torch.load(path, map_location="cpu", weights_only=False) if reuse and path.exists() else None
     if saved is not None and saved.get("key") == key:
@@ -168,6 +201,36 @@ def run_one(dataset, backbone: str, defense: str, epochs: int, seed: int = 42) -
     return record
 
 
+def run_candidate(dataset, name: str, epochs: int, seed: int = 42) -> dict:
+    """One :data:`CANDIDATES` entry: trained (or stored weights reused), clean and attacked test Recall@20
+    / nDCG@20 under :data:`CANDIDATE_ATTACKS`; *wall s* = training (as stored) + attack seconds."""
+    from elliot.evaluation.attacks import evaluate_attacks
+    from elliot.evaluation.evaluator import Evaluator
+
+    spec = CANDIDATES[name]
+    weights = "none" if name == spec[0] else name  # the plain AMR is stored as "AMR none"
+    model, info = trained_model(dataset, spec[0], weights, epochs, seed, candidate=spec)
+    evaluator = Evaluator(dataset, cutoffs=[20], metrics=["Recall", "nDCG"])
+    clean = evaluator.evaluate(model, "test")
+    start = time.perf_counter()
+    records = evaluate_attacks(model, dataset, evaluator, CANDIDATE_ATTACKS, clean=clean, seed=seed)
+    attack_seconds = time.perf_counter() - start
+    return {"dataset": dataset.name, "candidate": name, "backbone": spec[0], "overrides": spec[1],
+            "defense_block": info["defense_block"], "training_block": info["training_block"], "epochs": epochs,
+            "best_epoch": info["best_epoch"], "s_per_epoch": info["s_per_epoch"],
+            "train_seconds": info["train_seconds"], "attack_seconds": attack_seconds,
+            "loaded_weights": info["loaded_weights"], "threads": torch.get_num_threads(),
+            "clean": clean.values[CUTOFF],
+            "attacks": {r["name"]: {"values": r["values"], "drop": r["drop"]} for r in records
+                        if not r.get("skipped") and r["cutoff"] == CUTOFF}}
+
+
+def save_candidate(record: dict) -> None:
+    key = (record["dataset"], record["candidate"])
+    merge_runs(CANDIDATE_RUNS, lambda runs: [r for r in runs if (r["dataset"], r["candidate"]) != key] + [record],
+               [])
+
+
 def save(record: dict) -> None:
     """Store ``record``, replacing an earlier run of the same (dataset, backbone, defense)."""
     key = (record["dataset"], record["backbone"], record["defense"])
@@ -189,8 +252,23 @@ def main() -> None:
                         help="untargeted: the attack tables above; sweep / promotion / missing: "
                              "benchmarks/robustness_targeted.py")
     parser.add_argument("--only-doc", action="store_true")
+    parser.add_argument("--candidates", nargs="*", default=None, metavar="NAME",
+                        help=f"only the defense candidates for VBPR on TikTok (no names: all of {list(CANDIDATES)}); "
+                             "stored in benchmarks/robustness_candidates_runs.json")
     args = parser.parse_args()
-    if not args.only_doc:
+    if args.candidates is not None and not args.only_doc:
+        unknown = [c for c in args.candidates if c not in CANDIDATES]
+        if unknown:
+            raise SystemExit(f"unknown candidates {unknown}; known: {', '.join(CANDIDATES)}")
+        for name, dataset in datasets(["tiktok"]).items():
+            for cand in args.candidates or list(CANDIDATES):
+                start = time.perf_counter()
+                record = run_candidate(dataset, cand, args.epochs)
+                save_candidate(record)
+                fg = record["attacks"].get("fgsm_l2-all-eps0.05", {}).get("drop", {}).get("Recall")
+                print(f"{name} {cand}: clean R@20 {record['clean']['Recall']:.4f}, FGSM-all drop "
+                      f"{100 * fg:.1f}% ({time.perf_counter() - start:.0f}s)", flush=True)
+    elif not args.only_doc:
         from elliot.recommender.registry import available_models
 
         names = available_models()

@@ -373,8 +373,8 @@ def _early_stopping_twice(exp: dict, lay: ForkLayout):
 
 REFUSALS = [
     ("backend_tensorflow", _set("backend", "tensorflow"), ConfigError, r"backend.*tensorflow"),
-    ("fork_model_ngcfm", _only_model("external.NGCFM", {"epochs": 1, "factors": 8}),
-     ConfigError, r"external\.NGCFM.*fork.*not implemented"),
+    ("fork_model_simgcl", _only_model("external.SimGCL", {"epochs": 1, "factors": 8}),
+     ConfigError, r"external\.SimGCL.*fork.*not implemented"),
     ("elliot_easer", _only_model("EASER", {"epochs": 1, "neighborhood": 10}), ConfigError,
      r"EASER.*not implemented"),
     ("meta_typo", _set("models.BPRMF.meta", {"validaton_rate": 1}), ConfigError,

@@ -52,8 +52,8 @@ def test_elliot_model_names_resolve():
     assert resolve_model("external.BPRMF") is resolve_model("BPRMF")
     assert resolve_model("external.LightGCN") is resolve_model("LightGCN")
     assert resolve_model("RecommendationFolder").name == "RecommendationFolder"
-    with pytest.raises(ConfigError, match="'external.NGCFM' is a model of Elliot's multimodal forks"):
-        resolve_model("external.NGCFM")
+    with pytest.raises(ConfigError, match="'external.SimGCL' is a model of Elliot's multimodal forks"):
+        resolve_model("external.SimGCL")
     with pytest.raises(ConfigError, match="'EASER' is an Elliot 0.3.1 built-in"):
         resolve_model("EASER")
     with pytest.raises(ConfigError, match="did you mean 'external.LightGCNM'"):

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -6,7 +5,7 @@ from torch.nn import functional as F
 from elliot.evaluation.evaluator import Evaluator
 from elliot.training.trainer import Trainer
 from external.models.dragon import DRAGON
-from external.models.dragon.dragon import sample_user_graph, top_cooccurring_users
+from elliot.recommender.knn import sample_user_graph, top_cooccurring_users
 from tests.helpers import (assert_same_loss_and_grads, random_dataset, scoring_views, structured_dataset,
                            train_steps, triplet_batch)
 

@@ -113,5 +113,6 @@ def sample_user_graph(nbr: Tensor, counts: Tensor, found: Tensor, gen: torch.Gen
     has = found > 0
     rows = torch.arange(n_users).view(-1, 1).expand(n_users, k)[has].reshape(-1)
     values = torch.softmax(counts, 1)[has].reshape(-1)
-    return torch.sparse_coo_tensor(torch.stack([rows, nbr[has].reshape(-1)]), values, (n_users, n_users)).coalesce()
+    return torch.sparse_coo_tensor(torch.stack([rows, nbr[has].reshape(-1)]), values, (n_users, n_users),
+                                   check_invariants=False).coalesce()
 

@@ -74,6 +74,8 @@ class NGCF(EmbeddingScoring, Recommender):
     """NGCF (Wang et al., SIGIR 2019); see the module docstring."""
 
     name = "NGCF"
+    #: feed Ê^(l) (normalised) instead of E^(l) to layer l+1 (deviation (3): the forks' order; NGCFM sets it)
+    feed_normalized: bool = False
     params = (
         Param("factors", int, 64, "size of the layer-0 ID embeddings (the code's embed_size)",
               aliases=("latent_dim", "embedding_size", "embed_size")),
@@ -179,6 +181,8 @@ class NGCF(EmbeddingScoring, Recommender):
             if training:
                 ego = self._dropout(ego, self.mess_rates[l])
             blocks.append(F.normalize(ego, p=2, dim=1))
+            if self.feed_normalized:  # the forks' order: the next layer reads the normalised Ê^(l)
+                ego = blocks[-1]
         final = torch.cat(blocks, 1) if self.readout == "concat" else torch.stack(blocks, 0).mean(0)
         return final[: self.n_users], final[self.n_users:]
 

@@ -85,9 +85,8 @@ NOT_HERE = {
         "DeepFM", "DMF", "NeuMF", "NFM", "GMF", "NAIS", "UserAutoRec", "ItemAutoRec", "ConvNeuMF", "WideAndDeep",
         "ConvMF", "NPR", "VSM", "SlopeOne", "AMF", "IRGAN", "CFGAN")},
     **{n: "a model of Elliot's multimodal forks (Formal-MultiMod-Rec, Multimodal-RSs-Reproducibility, "
-          "Ducho-meets-Elliot)" for n in ("NGCFM", "SimGCL")},
-    **{n: "an MMRec model" for n in ("DRAGON", "MGCN", "LGMRec",
-                                     "MMGCF")},
+          "Ducho-meets-Elliot)" for n in ("SimGCL",)},
+    **{n: "an MMRec model" for n in ("DRAGON", "MGCN", "LGMRec")},
 }
 
 

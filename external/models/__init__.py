@@ -18,6 +18,8 @@ from external.models.lgmrec import LGMRec
 from external.models.dragon import DRAGON
 from external.models.diffmm import DiffMM
 from external.models.mvgae import MVGAE
+from external.models.mmgcf import MMGCF
 from external.models.smore import SMORE
 from external.models.pgl import PGL
 from external.models.damrs import DAMRS
+from external.models.ngcfm import NGCFM

@@ -14,7 +14,7 @@
           mirror_gradient: {enable: true, alpha1: 1.0, alpha2: 0.1, beta: 3}
 
 * ``defense`` (multimodal models): ``modality_balancing`` (:mod:`.modality_balancing`; keys enable,
-  method, sensitive_modality, robust_modality, lambda, N, distill_eps, pgd_steps, pgd_step_size) or
+  method, sensitive_modality, robust_modality, lambda, N, distill_eps, pgd_steps, pgd_step_size, roles) or
   ``crmt`` (:mod:`.crmt`; keys enable, method, rho, N, integration, integration_sample,
   integration_steps, integration_lr).  ``enable`` defaults to true when the block is present;
   ``enable: false`` builds nothing, so training is bit-for-bit the undefended model's.
@@ -33,13 +33,14 @@ from elliot.errors import ConfigError, unknown_name
 from elliot.training.addons import TrainingAddon
 from elliot.training.defenses.crmt import CRMT_DEFAULTS, CRMTRegulariser
 from elliot.training.defenses.mirror_gradient import MG_DEFAULTS, MirrorGradient
-from elliot.training.defenses.modality_balancing import MB_DEFAULTS, ModalityBalancing, resolve_modalities
+from elliot.training.defenses.modality_balancing import MB_DEFAULTS, MB_ROLES, ModalityBalancing, resolve_modalities
 
 DEFENSE_METHODS = {"modality_balancing": MB_DEFAULTS, "crmt": CRMT_DEFAULTS}
 TRAINING_OPTIONS = {"mirror_gradient": MG_DEFAULTS}
 _INT_KEYS = {"N", "pgd_steps", "beta", "integration_sample", "integration_steps"}
 _BOOL_KEYS = {"enable", "integration"}
-_STR_KEYS = {"sensitive_modality", "robust_modality", "method"}
+_STR_KEYS = {"sensitive_modality", "robust_modality", "method", "roles"}
+_CHOICES = {"roles": MB_ROLES}
 _NONNEG = {"lambda", "rho", "N", "alpha1", "alpha2", "distill_eps"}
 _POSITIVE = {"pgd_steps", "pgd_step_size", "beta", "integration_sample", "integration_lr"}
 
@@ -53,6 +54,8 @@ def _typed(key: str, value, where: str):
     if key in _STR_KEYS:
         if not isinstance(value, str):
             raise ConfigError(f"{loc}: {value!r} is not a string")
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise ConfigError(unknown_name(key, value, _CHOICES[key], where=loc))
         return value
     if key in _INT_KEYS:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -161,7 +164,7 @@ def build_addons(model, dataset, defense=None, training=None, seed: int = 42,
                                                    f"{where}.defense")
             addons.append(ModalityBalancing(sensitive, robust, lam=d["lambda"], N=d["N"],
                                             distill_eps=d["distill_eps"], pgd_steps=d["pgd_steps"],
-                                            pgd_step_size=d["pgd_step_size"], seed=seed))
+                                            pgd_step_size=d["pgd_step_size"], seed=seed, roles=d["roles"]))
         elif d["method"] == "crmt":
             from elliot.evaluation.certified import modality_branches
 

@@ -20,6 +20,13 @@ the adversarial term).  Objective (paper Eq. 8-9, APR on the features):
     epoch index t >= epochs − adversarial_epochs; default epochs // 2, Elliot's default), switched on
     in ``on_epoch_start`` - before that the model is plain VBPR-BPR (the paper pre-trains VBPR).
 
+``perturbation: catalogue`` (an extension) replaces the batch's Δ_adv by the evaluation attack's own
+perturbation (:meth:`AMR.catalogue_deltas`): at the start of every adversarial epoch, the gradient of the
+mean BPR loss of one triple per training interaction w.r.t. every item's features (all modalities
+jointly, as ``elliot.evaluation.attacks``' FGSM-L2 / MSAP), scaled to the budget; the adversarial term
+of each batch then reads the rows of its items (fixed for the epoch; one extra pass over the training
+triples per adversarial epoch).  ``perturb`` still decides whether negatives get their Δ.
+
 Which items are perturbed in training (``perturb``): ``positives`` (Elliot: only the positive item's
 features of each triple get Δ) or ``both`` (the original AMR code: positives and negatives).  One Δ
 per distinct item of the batch (an item occurring in several triples gets the gradient of all of
@@ -86,6 +93,9 @@ class AMR(MultimodalRecommender):
         Param("perturb", str, "positives", "items perturbed in training", choices=("positives", "both")),
         Param("eps_relative", bool, False, "eps / eps_iter relative to each item's feature norm"),
         Param("normalize", bool, False, "L2-normalise E_m x_i^m (true: as this repo's VBPR default)"),
+        Param("perturbation", str, "batch", "Δ_adv from the batch's triples (the paper) or, 'catalogue', the "
+              "evaluation attack's Δ over every training triple, once per adversarial epoch",
+              choices=("batch", "catalogue")),
     )
 
     def __init__(self, dataset: Dataset, hp: dict, device: torch.device):
@@ -106,6 +116,8 @@ class AMR(MultimodalRecommender):
         self.adversarial = False
         self.last_adv_loss: Optional[Tensor] = None  # detached; no host sync in the training loop
         self._cache = None
+        self._train_data = dataset  # the training triples of ``perturbation: catalogue``
+        self._catalogue: Optional[List[Tensor]] = None  # Δ_adv of every item (n_items, d_m) per modality
         self.to(self.device)
 
     # ---- scores -------------------------------------------------------------------------------------
@@ -159,6 +171,25 @@ class AMR(MultimodalRecommender):
     # ---- training -----------------------------------------------------------------------------------
     def on_epoch_start(self, epoch: int) -> None:
         self.adversarial = self.adv_start is not None and epoch >= self.adv_start and self.l_adv > 0
+        self._catalogue = None
+        if self.adversarial and self.perturbation == "catalogue":
+            self._catalogue = self.catalogue_deltas(seed=int(self.hp.get("seed", 42)) + epoch)
+
+    def catalogue_deltas(self, seed: int) -> List[Tensor]:
+        """``perturbation: catalogue``: Δ_adv for every item and modality as the evaluation attack builds it
+        (:mod:`elliot.evaluation.attacks.perturb`): the gradient of the mean BPR loss of one triple per
+        training interaction (uniform negatives drawn with ``seed``) w.r.t. all items' features jointly,
+        then FGSM-L2 (``attack: fgsm``) or MSAP (L∞ clip, L2 steps, ``nb_iter`` steps), with the model's
+        budget (``eps``, ``eps_relative``)."""
+        from elliot.evaluation.attacks.perturb import FeatureAttack, fgsm, msap, sample_triples
+
+        attack = FeatureAttack(self, self.modalities, sample_triples(self._train_data, None, seed))
+        kind = "ratio" if self.eps_relative else "abs"
+        if self.attack == "fgsm":
+            deltas = fgsm(attack, kind, [float(self.eps)], "l2")[0]
+        else:
+            deltas = msap(attack, kind, float(self.eps), "linf", "l2", max(int(self.nb_iter), 1), self.eps_step)
+        return [deltas[m].detach() for m in self.modalities]
 
     def _triple_scores(self, batch: TripletBatch, deltas: Optional[List[Tensor]], perturbed: Tensor,
                        inv_pos: Tensor, inv_neg: Tensor, uniq: Tensor) -> Tuple[Tensor, Tensor]:
@@ -220,7 +251,11 @@ class AMR(MultimodalRecommender):
         reg_e = l2_reg(*self.E, *self.beta_f, batch_size=n)
         loss = bpr_loss(pos, neg) + self.l_w * reg_w + self.l_b * reg_b + self.l_e * reg_e
         if self.adversarial:
-            deltas, uniq, inv_pos, inv_neg = self.adversarial_deltas(batch)
+            if self._catalogue is not None:
+                uniq, inv = unique_index(torch.cat([batch.pos_items, batch.neg_items]), self.n_items)
+                deltas, inv_pos, inv_neg = [d.index_select(0, uniq) for d in self._catalogue], inv[:n], inv[n:]
+            else:
+                deltas, uniq, inv_pos, inv_neg = self.adversarial_deltas(batch)
             adv_pos, adv_neg = self._triple_scores(batch, deltas, None, inv_pos, inv_neg, uniq)
             adv = bpr_loss(adv_pos, adv_neg)
             self.last_adv_loss = adv.detach()

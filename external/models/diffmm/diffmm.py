@@ -36,7 +36,8 @@ all users, ⌈U / ``diff_batch_size``⌉ chunks of ``diff_batch_size`` users spr
 denoisers see every user once per epoch in batches of the code's size; (3) ``loss(batch)`` = L_rec +
 Σ_m L_diff^m(chunk) (the diffusion term is 0 on batches without a chunk).  The two terms share no gradient
 (graphs built without gradient, E_I and F_m detached in L_diff), so one Adam over all parameters is the
-code's three Adams (same lr, no weight decay; a parameter without gradient in a step is not updated).
+code's three Adams (same lr, no weight decay; a parameter without gradient in a step is not updated).  The
+trainer's per-epoch loss therefore includes the diffusion terms (their ELBO weights reach ~8e3 at t = 1).
 
 Defaults: the README's TikTok command line (reg 1e-4, ssl_reg 1e-2, epochs 50, trans 1, e_loss 0.1,
 cl_method 1) over ``Params.py`` (lr 1e-3, batch 1024, latdim 64, gnn_layer 1, temp 0.5, keepRate 0.5,

@@ -17,7 +17,8 @@ What is implemented (paper Sec. 3, with the shipped code's choices; m runs over 
     first modality, the rest to the others), built ONCE at construction (FREEDOM's frozen graph);
     v*_i = v_i + (S^{L} v)_i, L = ``n_mm_layers``;
   - user-user co-occurrence graph: c_uv = |N_u ∩ N_v| (u ≠ v) from the TRAINING matrix (C = R Rᵀ, built here,
-    vectorised - the code reads an .npy made by preprocessing/dualgnn-gen-u-u-matrix.py); each user keeps its
+    vectorised, :func:`~elliot.recommender.knn.top_cooccurring_users` - the code reads an .npy made by
+    preprocessing/dualgnn-gen-u-u-matrix.py); each user keeps its
     ``user_k`` (40) most co-occurring users (ties: lower index first); a user with fewer than ``user_k`` but at
     least one neighbour is padded, every epoch, by drawing uniformly from the slots already filled (the code's
     ``topk_sample``: an urn that includes earlier copies); weights β_uv = softmax over the user's ``user_k``
@@ -52,8 +53,6 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -63,48 +62,9 @@ from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
 from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, gather_rows
 from elliot.recommender.graph import propagate_sum, ui_propagation_op
-from elliot.recommender.knn import knn_graph, sym_norm_values
+from elliot.recommender.knn import knn_graph, sample_user_graph, sym_norm_values, top_cooccurring_users
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.sparse import SparseOp
-
-
-def top_cooccurring_users(train: sp.spmatrix, k: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(neighbours (U, k) int64, counts (U, k) float32, n (U,)): per user its ``k`` most co-occurring other
-    users (c_uv = |N_u ∩ N_v|, ties by lower index), slots j >= n[u] filled with -1 / 0."""
-    r = sp.csr_matrix((train > 0).astype(np.float32))
-    c = (r @ r.T).tocoo()
-    off = c.row != c.col
-    row, col, cnt = c.row[off], c.col[off], c.data[off]
-    order = np.lexsort((col, -cnt, row))
-    row, col, cnt = row[order], col[order], cnt[order]
-    n_users = r.shape[0]
-    start = np.searchsorted(row, np.arange(n_users))
-    rank = np.arange(len(row)) - start[row]
-    keep = rank < k
-    nbr = np.full((n_users, k), -1, dtype=np.int64)
-    counts = np.zeros((n_users, k), dtype=np.float32)
-    nbr[row[keep], rank[keep]] = col[keep]
-    counts[row[keep], rank[keep]] = cnt[keep]
-    return nbr, counts, np.minimum(np.bincount(row, minlength=n_users), k)
-
-
-def sample_user_graph(nbr: Tensor, counts: Tensor, n: Tensor, gen: torch.Generator) -> Tensor:
-    """One epoch's user-user graph (U x U, coalesced COO): rows with 0 < n < k padded slot by slot, slot j copying
-    a uniformly drawn slot among 0..j-1 (the code's ``topk_sample``), weights softmax over the k slots' counts."""
-    nbr, counts = nbr.clone(), counts.clone()
-    n_users, k = nbr.shape
-    for j in range(1, k):
-        pad = ((n > 0) & (n <= j)).nonzero().squeeze(1)
-        if len(pad) == 0:
-            continue
-        src = (torch.rand(len(pad), generator=gen) * j).long().clamp_max(j - 1)
-        nbr[pad, j], counts[pad, j] = nbr[pad, src], counts[pad, src]
-    has = n > 0
-    weights = torch.softmax(counts, 1)
-    rows = torch.arange(n_users).view(-1, 1).expand(n_users, k)[has].reshape(-1)
-    index = torch.stack([rows, nbr[has].reshape(-1)])
-    return torch.sparse_coo_tensor(index, weights[has].reshape(-1), (n_users, n_users),
-                                   check_invariants=False).coalesce()
 
 
 class DRAGON(EmbeddingScoring, MultimodalRecommender):

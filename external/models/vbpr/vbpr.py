@@ -17,6 +17,14 @@ extended to several modalities in one of two ways:
 With ``normalize`` (default true, as sisinflab's multimodal VBPR) E f_i (E_m f_i^m) is L2-normalised
 before the inner product with θ_u; ``normalize: false`` is the paper's predictor.
 
+``feature_norm: true`` L2-normalises each item's raw feature vector f_i^m (per modality, before the
+projection and the visual bias) inside the model: f_i^m -> f_i^m / ||f_i^m||.  It is an input
+normalisation, not a change of the stored features: an attack that perturbs f_i^m is normalised with
+it.  With ``normalize`` the projected part n(E_m f_i^m) is scale invariant already, so the option
+changes the visual-bias term β'_m · f_i^m (linear in the unnormalised features, the term whose range a
+relative perturbation scales with ||f_i^m||) into β'_m · n(f_i^m).  Default false (the published
+predictor).
+
 Objective: BPR-Opt (paper Sec. "Model learning using BPR") with Elliot's regularisers: mean over the
 batch of -ln σ(s(u,i) - s(u,j)) + [l_w (||γ_u||² + ||θ_u||² + ||γ_i||² + ||γ_j||²) + l_b (β_i² + β_j²)
 + l_e (||E||² + ||β'||²)] / 2B.  (Elliot's classic VBPR sums the BPR loss over the batch and adds the
@@ -71,6 +79,8 @@ class VBPR(MultimodalRecommender):
         Param("fusion", str, "concat", "how modalities are combined", choices=("concat", "per_modality"),
               aliases=("comb_mod",)),
         Param("normalize", bool, True, "L2-normalise the projected content E f_i (false: the paper's predictor)"),
+        Param("feature_norm", bool, False, "L2-normalise each item's raw features f_i^m inside the model, before E "
+              "and β' (a feature-space input normalisation; the stored features are unchanged)"),
     )
 
     def __init__(self, dataset: Dataset, hp: dict, device: torch.device):
@@ -108,6 +118,8 @@ class VBPR(MultimodalRecommender):
         with ``normalize`` the E f_i part is L2-normalised."""
         feats = [self.feature(m) if items is None else self.feature(m).index_select(0, items)
                  for m in self.modalities]
+        if self.feature_norm:
+            feats = [F.normalize(f, p=2, dim=1) for f in feats]
         if self.fusion == "concat":  # [f^1, ..., f^M] @ E  computed block-wise, without the concatenation
             out = [sum(f @ self.E[0][a:b] for f, (a, b) in zip(feats, self._blocks))]
         else:

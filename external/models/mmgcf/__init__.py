@@ -1,0 +1,3 @@
+from external.models.mmgcf.mmgcf import MMGCF
+
+__all__ = ["MMGCF"]

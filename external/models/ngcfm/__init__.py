@@ -1,0 +1,3 @@
+from external.models.ngcfm.ngcfm import NGCFM
+
+__all__ = ["NGCFM"]
