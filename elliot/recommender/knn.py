@@ -116,3 +116,27 @@ def sample_user_graph(nbr: Tensor, counts: Tensor, found: Tensor, gen: torch.Gen
     return torch.sparse_coo_tensor(torch.stack([rows, nbr[has].reshape(-1)]), values, (n_users, n_users),
                                    check_invariants=False).coalesce()
 
+
+def modality_weights(given, modalities, model: str, first: float = 0.1) -> list:
+    """FREEDOM's α_m of the item-graph sum: ``given`` (one per modality), else ``first`` for the first
+    modality (the authors' visual weight ``mm_image_weight``, 0.1) and the rest shared by the others."""
+    n = len(modalities)
+    weights = [float(w) for w in (given or [])]
+    if not weights:
+        weights = [1.0] if n == 1 else [float(first)] + [(1.0 - float(first)) / (n - 1)] * (n - 1)
+    if len(weights) != n:
+        from elliot.errors import ConfigError
+
+        raise ConfigError(f"{model}: mw has {len(weights)} weights for {n} modalities {list(modalities)}")
+    return weights
+
+
+def weighted_knn_graph(features, weights, k: int, n: int) -> Tensor:
+    """S = Σ_m α_m D^{-1/2} kNN_m D^{-1/2} (FREEDOM, DRAGON, PGL): a coalesced sparse (n, n) tensor on the
+    features' device, from each modality's top-``k`` cosine graph (:func:`knn_graph`)."""
+    indices, values = [], []
+    for x, w in zip(features, weights):
+        index = knn_graph(x, int(k))
+        indices.append(index)
+        values.append(float(w) * sym_norm_values(index, n))
+    return torch.sparse_coo_tensor(torch.cat(indices, 1), torch.cat(values), (n, n)).coalesce()

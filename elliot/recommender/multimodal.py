@@ -113,6 +113,28 @@ class MultimodalRecommender(Recommender):
         return {m: (eu * ei).sum(-1) for m, (eu, ei) in self.modality_embeddings(users, items).items()}
 
 
+
+class ContentPlusPartsHooks:
+    """The hooks of a model whose final node embedding is ``content + Σ_m part_m`` (MGCN, SMORE): it
+    implements ``_rows(nodes) -> (content, [part_m])`` for node indices (users, then items offset by
+    ``n_users``) from the current features.  Branches: ``"id"`` pairs the fused user vector with the
+    item's content part, each modality with its own item part, so the branch scores sum to the fused one."""
+
+    def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
+        n = len(users)
+        content, parts = self._rows(torch.cat([users, items + self.n_users]))
+        final = content + sum(parts)
+        return (final[:n] * final[n:]).sum(-1)
+
+    def modality_embeddings(self, users: Tensor, items: Tensor) -> Dict[str, Tuple[Tensor, Tensor]]:
+        n = len(users)
+        content, parts = self._rows(torch.cat([users, items + self.n_users]))
+        eu = content[:n] + sum(p[:n] for p in parts)
+        out = {"id": (eu, content[n:])}
+        for m, part in zip(self.modalities, parts):
+            out[m] = (eu, part[n:])
+        return out
+
 def model_branches(model) -> List[str]:
     """Branch names of ``model.modality_embeddings`` (probed on one pair, eval mode, no grad)."""
     was_training = model.training

@@ -51,7 +51,7 @@ interactions only.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -59,10 +59,9 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.errors import ConfigError
 from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, gather_rows
 from elliot.recommender.graph import propagate_sum, ui_propagation_op
-from elliot.recommender.knn import knn_graph, sample_user_graph, sym_norm_values, top_cooccurring_users
+from elliot.recommender.knn import modality_weights, sample_user_graph, top_cooccurring_users, weighted_knn_graph
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.sparse import SparseOp
 
@@ -96,30 +95,19 @@ class DRAGON(EmbeddingScoring, MultimodalRecommender):
         self.weight_u = nn.Parameter(torch.softmax(w, 1).squeeze(2))
         # ---- graphs (plain attributes: not parameters, not in the state dict) ----
         self.adj = ui_propagation_op(dataset.train, self.device)
-        self.item_adj = self._item_graph(self._modality_weights())
+        self.item_adj = self._item_graph()
         nbr, counts, n = top_cooccurring_users(dataset.train, int(self.user_k))
         self._nbr, self._counts, self._n = torch.from_numpy(nbr), torch.from_numpy(counts), torch.from_numpy(n)
         self._user_adj: Optional[SparseOp] = None
         self.to(self.device)
 
     # ---- graphs -------------------------------------------------------------------------------
-    def _modality_weights(self) -> List[float]:
-        n = len(self.modalities)
-        weights = [float(w) for w in (self.mw or [])] or ([1.0] if n == 1 else [0.1] + [0.9 / (n - 1)] * (n - 1))
-        if len(weights) != n:
-            raise ConfigError(f"DRAGON: mw has {len(weights)} weights for {n} modalities {self.modalities}")
-        self.hp["mw"] = weights
-        return weights
-
-    def _item_graph(self, weights: List[float]) -> SparseOp:
+    def _item_graph(self) -> SparseOp:
         """S = Σ_m α_m D^{-1/2} kNN_m D^{-1/2} from the features present at construction."""
-        indices, values = [], []
-        for m, w in zip(self.modalities, weights):
-            index = knn_graph(self.feature(m), int(self.top_k))
-            indices.append(index)
-            values.append(w * sym_norm_values(index, self.n_items))
-        graph = torch.sparse_coo_tensor(torch.cat(indices, 1), torch.cat(values), (self.n_items, self.n_items))
-        return SparseOp(graph.coalesce().to(self.device))
+        weights = modality_weights(self.mw, self.modalities, "DRAGON")
+        self.hp["mw"] = weights
+        return SparseOp(weighted_knn_graph([self.feature(m) for m in self.modalities], weights, int(self.top_k),
+                                           self.n_items).to(self.device))
 
     def on_epoch_start(self, epoch: int) -> None:
         gen = torch.Generator().manual_seed(int(self.hp.get("seed", 42)) * 100_003 + int(epoch))

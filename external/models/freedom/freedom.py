@@ -65,12 +65,11 @@ from torch import Tensor, nn
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.errors import ConfigError
 from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, unique_index
 from elliot.recommender.graph import (bipartite_norm_values, normalized_ui_graph, propagate_sum, sample_edges,
                                       ui_edges, ui_subgraph_op)
 from elliot.recommender.multimodal import MultimodalRecommender
-from elliot.recommender.knn import knn_graph, sym_norm_values
+from elliot.recommender.knn import modality_weights, weighted_knn_graph
 from elliot.recommender.sparse import SparseOp
 
 
@@ -121,32 +120,19 @@ class FREEDOM(EmbeddingScoring, MultimodalRecommender):
         self.proj = nn.ModuleList([nn.Linear(self.feature_dim(m), km) for m in self.modalities])
         # ---- graphs (plain attributes: not parameters, not in the state dict) ----
         self.norm_adj = SparseOp(normalized_ui_graph(dataset.train, self.device), symmetric=True)
-        self.item_adj = self._frozen_item_graph(self._modality_weights())
+        self.item_adj = self._frozen_item_graph()
         self._edges = ui_edges(dataset.train)  # CPU, (2, |E|)
         self._edge_probs = bipartite_norm_values(self._edges, self.n_users, self.n_items)  # 1/(√d_u √d_i), full graph
         self._masked_adj: Optional[SparseOp] = None
         self.to(self.device)
 
     # ---- graphs -------------------------------------------------------------------------------
-    def _modality_weights(self) -> List[float]:
-        n = len(self.modalities)
-        weights = [float(w) for w in (self.mw or [])]
-        if not weights:
-            weights = [1.0] if n == 1 else [0.1] + [0.9 / (n - 1)] * (n - 1)
-        if len(weights) != n:
-            raise ConfigError(f"FREEDOM: mw has {len(weights)} weights for {n} modalities {self.modalities}")
-        self.hp["mw"] = weights
-        return weights
-
-    def _frozen_item_graph(self, weights: List[float]) -> SparseOp:
+    def _frozen_item_graph(self) -> SparseOp:
         """S = Σ_m α_m D^{-1/2} kNN_m D^{-1/2}, built once from the features present at construction."""
-        indices, values = [], []
-        for m, w in zip(self.modalities, weights):
-            index = knn_graph(self.feature(m), int(self.top_k))
-            indices.append(index)
-            values.append(w * sym_norm_values(index, self.n_items))
-        graph = torch.sparse_coo_tensor(torch.cat(indices, 1), torch.cat(values), (self.n_items, self.n_items))
-        return SparseOp(graph.coalesce().to(self.device))
+        weights = modality_weights(self.mw, self.modalities, "FREEDOM")
+        self.hp["mw"] = weights
+        return SparseOp(weighted_knn_graph([self.feature(m) for m in self.modalities], weights, int(self.top_k),
+                                           self.n_items).to(self.device))
 
     def _pruned_graph(self, epoch: int) -> SparseOp:
         """Degree-sensitive edge pruning (Sec. 3.2): the epoch's normalised user-item graph."""

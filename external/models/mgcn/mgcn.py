@@ -59,7 +59,7 @@ from elliot.dataset.dataset import Dataset
 from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, gather_rows, l2_reg, unique_index
 from elliot.recommender.graph import propagate_mean, scipy_to_torch, symmetric_normalize, user_item_adjacency
 from elliot.recommender.knn import knn_laplacian
-from elliot.recommender.multimodal import MultimodalRecommender
+from elliot.recommender.multimodal import ContentPlusPartsHooks, MultimodalRecommender
 from elliot.recommender.sparse import SparseOp
 
 
@@ -71,7 +71,7 @@ def info_nce(a: Tensor, b: Tensor, temp: float) -> Tensor:
     return (torch.logsumexp(logits, 1) - logits.diagonal()).mean()
 
 
-class MGCN(EmbeddingScoring, MultimodalRecommender):
+class MGCN(ContentPlusPartsHooks, EmbeddingScoring, MultimodalRecommender):
     """MGCN (Yu et al., ACM MM 2023); see the module docstring."""
 
     name = "MGCN"
@@ -176,19 +176,3 @@ class MGCN(EmbeddingScoring, MultimodalRecommender):
     def make_optimizer(self) -> torch.optim.Optimizer:
         """Adam with ``lr``, no weight decay (MMRec overall.yaml)."""
         return torch.optim.Adam(self.parameters(), lr=float(self.lr), fused=True)
-
-    # ---- hooks --------------------------------------------------------------------------------------
-    def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
-        n = len(users)
-        content, parts = self._rows(torch.cat([users, items + self.n_users]))
-        final = content + sum(parts)
-        return (final[:n] * final[n:]).sum(-1)
-
-    def modality_embeddings(self, users: Tensor, items: Tensor) -> Dict[str, Tuple[Tensor, Tensor]]:
-        n = len(users)
-        content, parts = self._rows(torch.cat([users, items + self.n_users]))
-        eu = content[:n] + sum(p[:n] for p in parts)
-        out = {"id": (eu, content[n:])}
-        for m, part in zip(self.modalities, parts):
-            out[m] = (eu, part[n:])
-        return out

@@ -46,7 +46,7 @@ and never rebuilt.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -57,12 +57,11 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.errors import ConfigError
 from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, gather_rows
 from elliot.recommender.contrastive import info_nce
 from elliot.recommender.graph import (bipartite_norm_values, propagate_mean, sample_edges, scipy_to_torch,
                                       symmetric_normalize, ui_edges, ui_subgraph_op, user_item_adjacency)
-from elliot.recommender.knn import knn_graph, sym_norm_values
+from elliot.recommender.knn import modality_weights, weighted_knn_graph
 from elliot.recommender.multimodal import MultimodalRecommender
 from elliot.recommender.sparse import SparseOp
 
@@ -150,26 +149,12 @@ class PGL(EmbeddingScoring, MultimodalRecommender):
         self._gen = torch.Generator(device=self.device).manual_seed(seed)
 
     # ---- graphs -------------------------------------------------------------------------------
-    def _modality_weights(self) -> List[float]:
-        n = len(self.modalities)
-        weights = [float(w) for w in (self.mw or [])]
-        if not weights:
-            first = float(self.mm_image_weight)
-            weights = [1.0] if n == 1 else [first] + [(1.0 - first) / (n - 1)] * (n - 1)
-        if len(weights) != n:
-            raise ConfigError(f"PGL: mw has {len(weights)} weights for {n} modalities {self.modalities}")
-        self.hp["mw"] = weights
-        return weights
-
     def _frozen_item_graph(self) -> SparseOp:
         """S = Σ_m α_m D^{-1/2} kNN_m D^{-1/2} from the features present at construction."""
-        indices, values = [], []
-        for m, w in zip(self.modalities, self._modality_weights()):
-            index = knn_graph(self.feature(m), int(self.top_k))
-            indices.append(index)
-            values.append(w * sym_norm_values(index, self.n_items))
-        graph = torch.sparse_coo_tensor(torch.cat(indices, 1), torch.cat(values), (self.n_items, self.n_items))
-        return SparseOp(graph.coalesce().to(self.device))
+        weights = modality_weights(self.mw, self.modalities, "PGL", first=float(self.mm_image_weight))
+        self.hp["mw"] = weights
+        return SparseOp(weighted_knn_graph([self.feature(m) for m in self.modalities], weights, int(self.top_k),
+                                           self.n_items).to(self.device))
 
     def on_epoch_start(self, epoch: int) -> None:
         """The epoch's principal sub-graph: a fresh degree-sensitive sample (local) or the SVD one (global)."""

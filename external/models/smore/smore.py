@@ -62,7 +62,7 @@ from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, ga
 from elliot.recommender.contrastive import info_nce
 from elliot.recommender.graph import propagate_mean, scipy_to_torch, symmetric_normalize, user_item_adjacency
 from elliot.recommender.knn import knn_laplacian
-from elliot.recommender.multimodal import MultimodalRecommender
+from elliot.recommender.multimodal import ContentPlusPartsHooks, MultimodalRecommender
 from elliot.recommender.sparse import SparseOp
 from elliot.recommender.spectral import SpectralFilter
 
@@ -78,7 +78,7 @@ def max_union(graphs: List[Tuple[Tensor, Tensor]], n: int) -> Tuple[Tensor, Tens
     return torch.stack([keys // n, keys % n]), out
 
 
-class SMORE(EmbeddingScoring, MultimodalRecommender):
+class SMORE(ContentPlusPartsHooks, EmbeddingScoring, MultimodalRecommender):
     """SMORE (Ong & Khong, WSDM 2025); see the module docstring."""
 
     name = "SMORE"
@@ -204,19 +204,3 @@ class SMORE(EmbeddingScoring, MultimodalRecommender):
     def make_optimizer(self) -> torch.optim.Optimizer:
         """Adam with ``lr``, no weight decay (MMRec overall.yaml)."""
         return torch.optim.Adam(self.parameters(), lr=float(self.lr), fused=True)
-
-    # ---- hooks --------------------------------------------------------------------------------------
-    def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
-        n = len(users)
-        content, parts = self._rows(torch.cat([users, items + self.n_users]))
-        final = content + sum(parts)
-        return (final[:n] * final[n:]).sum(-1)
-
-    def modality_embeddings(self, users: Tensor, items: Tensor) -> Dict[str, Tuple[Tensor, Tensor]]:
-        n = len(users)
-        content, parts = self._rows(torch.cat([users, items + self.n_users]))
-        eu = content[:n] + sum(p[:n] for p in parts)
-        out = {"id": (eu, content[n:])}
-        for m, part in zip(self.modalities, parts):
-            out[m] = (eu, part[n:])
-        return out
