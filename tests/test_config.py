@@ -107,3 +107,15 @@ def test_hyperopt_space_and_tuple_parsing():
     assert parse_tuple_string("a, b") == ["a", "b"]
     with pytest.raises(ValueError):
         parse_tuple_string("(__import__('os'))")
+
+
+def test_a_knowledge_graph_dataloader_is_refused_with_its_reason_before_its_keys(tmp_path):
+    # Elliot's basic_configuration.yml: a KG loader whose side_information keys (map, features, ...) are its own
+    path = tmp_path / "kg.yml"
+    path.write_text(yaml.safe_dump({"experiment": {
+        "dataset": "cat_dbpedia_movielens_1m",
+        "data_config": {"strategy": "dataset", "dataloader": "KnowledgeChainsLoader", "dataset_path": "x.tsv",
+                        "side_information": [{"dataloader": "KGRecLoader", "map": "map.tsv", "features": "f.tsv"}]},
+        "models": {"MostPop": {}}}}))
+    with pytest.raises(ConfigError, match=r"dataloader: 'KnowledgeChainsLoader': only Elliot's DataSetLoader"):
+        load_config(path)

@@ -63,6 +63,15 @@ def _extract_device(gpu) -> str:
     return f"cuda:{gpu}" if torch.cuda.is_available() and gpu < torch.cuda.device_count() else "cpu"
 
 
+def _refuse_other_dataloaders(doc: dict, path: Path) -> None:
+    dc = (doc.get("experiment") or {}).get("data_config") if isinstance(doc.get("experiment"), dict) else None
+    loader = dc.get("dataloader") if isinstance(dc, dict) else None
+    if loader not in (None, "DataSetLoader"):
+        raise ConfigError(f"{path}: experiment.data_config.dataloader: {loader!r}: only Elliot's DataSetLoader "
+                          "(interactions + side_information) exists here; knowledge-graph loaders feed models "
+                          "this project lacks")
+
+
 def load_config(path, overrides: Optional[dict] = None) -> ExperimentConfig:
     path = Path(path)
     if not path.exists():
@@ -77,6 +86,7 @@ def load_config(path, overrides: Optional[dict] = None) -> ExperimentConfig:
     doc, notes = elliot_compat.rewrite(doc, str(path))
     for note in notes:
         warnings.warn(f"{path}: {note}")
+    _refuse_other_dataloaders(doc, path)  # before the schema: its side_information keys are the loader's own
     problems = document_problems(doc)
     if problems and problems[0].structural:
         raise ConfigError(f"{path}: {problems[0].message}")
