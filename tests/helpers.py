@@ -1,7 +1,10 @@
 """Small builders shared by tests."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 
@@ -123,13 +126,136 @@ def assert_same_loss_and_grads(model, batch, fast, reference, atol: float, seed=
         assert torch.allclose(fast_g[k], ref_g[k], rtol=1e-4, atol=atol), k
 
 
-def fit_through_trainer(model, ds, epochs=1, batch_size=32, seed=0):
+def fit_through_trainer(model, ds, epochs=1, batch_size=32, seed=0, cutoffs=(5, 10), metrics=("Recall", "nDCG")):
     """``epochs`` epochs of the real trainer (sampler, validation, best-epoch restore) on ``ds``; returns
     (fit result, test metrics)."""
     from elliot.evaluation.evaluator import Evaluator
     from elliot.training.trainer import Trainer
 
-    ev = Evaluator(ds, [5, 10], ["Recall", "nDCG"])
+    ev = Evaluator(ds, list(cutoffs), list(metrics))
     fit = Trainer(model, ds, ev, epochs=epochs, batch_size=batch_size, seed=seed, validation_rate=1,
                   validation_metric="Recall@10", progress=False).fit()
     return fit, ev.evaluate(model, "test")
+
+
+def single_thread_fixture():
+    """An autouse, module-scoped fixture running the module's tests on one torch thread (tiny tensors: thread
+    hand-offs cost more than the work on a shared 2-core machine). Bind it in the test module:
+    ``_one_thread = single_thread_fixture()``."""
+
+    @pytest.fixture(autouse=True, scope="module")
+    def _one_thread():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        yield
+        torch.set_num_threads(threads)
+
+    return _one_thread
+
+
+def make_model(cls, ds, seed=0, **hp):
+    """``cls`` on ``ds`` on the CPU with its declared defaults overridden by ``hp``; torch is seeded with
+    ``seed`` first (``None``: not seeded)."""
+    params = {p.name: p.default for p in cls.declared_params()}
+    params.update(hp)
+    if seed is not None:
+        torch.manual_seed(seed)
+    return cls(ds, params, torch.device("cpu"))
+
+
+def model_factory(cls, seed=0, **defaults):
+    """A test module's ``_model(ds, seed=..., **hp)``: :func:`make_model` with ``defaults`` under ``hp``."""
+
+    def build(ds, seed=seed, **hp):
+        return make_model(cls, ds, seed=seed, **{**defaults, **hp})
+
+    return build
+
+
+def assert_views_agree(model, ds, atol=1e-5, exact_cache=False):
+    """:func:`scoring_views`: the cached full scores equal (``exact_cache``) or are close to the uncached ones,
+    and ``score_pairs`` is the full score gathered at the pairs (rtol 1e-5, ``atol``); returns
+    ``(users, items, full, pairs)``."""
+    users, items, full, cached, pairs = scoring_views(model, ds)
+    assert torch.equal(full, cached) if exact_cache else torch.allclose(full, cached)
+    torch.testing.assert_close(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), rtol=1e-5, atol=atol)
+    return users, items, full, pairs
+
+
+def assert_branches_sum_to_score(model, users, items, pairs, branches, dim=8, atol=1e-5):
+    """``modality_embeddings`` has exactly ``branches``, each ``(len(users), dim)`` on both sides, and the
+    branch scores sum to the fused ``pairs`` score (rtol 1e-5, ``atol``)."""
+    emb = model.modality_embeddings(users, items)
+    assert set(emb) == set(branches)
+    assert all(eu.shape == (len(users), dim) and ei.shape == (len(users), dim) for eu, ei in emb.values())
+    torch.testing.assert_close(sum(model.modality_scores(users, items).values()), pairs, rtol=1e-5, atol=atol)
+
+
+def replaced_feature_grad(model, score, modality="visual"):
+    """The gradient of ``score().sum()`` with respect to a zero change added to ``modality``'s stored
+    features through ``features_replaced``; the stored features are left as they were."""
+    stored = model.feature(modality).clone()
+    delta = torch.zeros_like(stored, requires_grad=True)
+    with model.features_replaced({modality: stored + delta}):
+        score().sum().backward()
+    assert torch.equal(model.feature(modality), stored)
+    return delta.grad
+
+
+def scores_with_replaced_feature(model, score, modality="visual"):
+    """``score()`` (no grad) with ``modality``'s features replaced by ``3 x + 1``, then with the stored ones
+    (left as they were): ``(attacked, clean)``."""
+    stored = model.feature(modality).clone()
+    with torch.no_grad():
+        with model.features_replaced({modality: stored * 3 + 1}):
+            attacked = score()
+        clean = score()
+    assert torch.equal(model.feature(modality), stored)
+    return attacked, clean
+
+
+def assert_deterministic_training(build, ds, batch, steps=4, seed=3, n_scored=5, eval_mode=False):
+    """Two models from ``build(ds, seed=seed)`` trained ``steps`` steps on ``batch`` end with the same loss
+    and parameters and (in eval mode with ``eval_mode``) score the first ``n_scored`` users the same;
+    returns them."""
+    a, b = build(ds, seed=seed), build(ds, seed=seed)
+    assert torch.equal(train_steps(a, batch, steps), train_steps(b, batch, steps))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    if eval_mode:
+        a.eval(), b.eval()
+    with torch.no_grad():
+        assert torch.equal(a.score(torch.arange(n_scored)), b.score(torch.arange(n_scored)))
+    return a, b
+
+
+def assert_deterministic_fit(build, ds, epochs=2, seed=3, **hp):
+    """Two models from ``build(ds, seed=seed, **hp)`` fitted ``epochs`` epochs by :func:`fit_through_trainer`
+    run every epoch with a finite last loss and end with the same test metrics and parameters; returns them."""
+    a, b = build(ds, seed=seed, **hp), build(ds, seed=seed, **hp)
+    fa, ta = fit_through_trainer(a, ds, epochs=epochs)
+    _, tb = fit_through_trainer(b, ds, epochs=epochs)
+    assert fa.epochs_run == epochs and math.isfinite(fa.history[-1]["loss"])
+    assert ta.values == tb.values
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    return a, b
+
+
+def assert_one_trainer_epoch(model, ds, batch_size=128):
+    """One epoch of the real trainer (Recall@10 validation) runs, is the best epoch, and gives a test
+    Recall@10 in [0, 1]."""
+    fit, test = fit_through_trainer(model, ds, epochs=1, batch_size=batch_size, cutoffs=[10], metrics=["Recall"])
+    assert fit.epochs_run == 1 and fit.best_epoch == 1 and fit.history
+    assert 0.0 <= test.values[10]["Recall"] <= 1.0
+
+
+def assert_training_lowers_loss(model, batch, steps, reset=None):
+    """``steps`` :func:`train_steps` on ``batch`` lower its loss; ``reset()`` (if given) runs before each of the
+    two measurements so that both see the same random draws. Returns the last training loss."""
+    if reset is not None:
+        reset()
+    first = model.loss(batch).item()
+    last = train_steps(model, batch, steps)
+    if reset is not None:
+        reset()
+    assert model.loss(batch).item() < first
+    return last

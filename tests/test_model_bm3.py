@@ -5,23 +5,12 @@ from torch.nn import functional as F
 from elliot.errors import ConfigError
 from elliot.recommender.base import TripletBatch
 from external.models.bm3 import BM3
-from tests.helpers import assert_same_loss_and_grads, random_dataset, scoring_views, train_steps, triplet_batch
+from tests.helpers import (assert_deterministic_training, assert_same_loss_and_grads, assert_views_agree,
+                           model_factory, random_dataset, replaced_feature_grad, scores_with_replaced_feature,
+                           single_thread_fixture, train_steps, triplet_batch)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in BM3.declared_params()}
-    params.update({"factors": 8, "factors_multimod": 8, "lr": 0.01}, **hp)
-    torch.manual_seed(seed)
-    return BM3(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(BM3, factors=8, factors_multimod=8, lr=0.01)
 
 
 def _reference_loss(model, batch):
@@ -88,9 +77,7 @@ def test_score_and_pairs_agree(fuse):
     ds = random_dataset()
     model = _model(ds, fuse_modalities=fuse)
     train_steps(model, triplet_batch(ds), steps=3)
-    users, items, full, cached, pairs = scoring_views(model, ds)
-    assert torch.allclose(full, cached)
-    assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
+    assert_views_agree(model, ds)
 
 
 @pytest.mark.parametrize("fuse", [False, True])
@@ -113,30 +100,19 @@ def test_modality_embeddings(fuse):
 def test_gradients_reach_replaced_features():
     ds = random_dataset()
     model = _model(ds)
-    stored = model.feature("visual").clone()
     users, items = torch.arange(5), torch.arange(5)
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with model.features_replaced({"visual": stored + delta}):
-        model.modality_scores(users, items)["visual"].sum().backward()
-    assert delta.grad[:5].abs().sum() > 0 and delta.grad[5:].abs().sum() == 0
-    assert torch.equal(model.feature("visual"), stored)
-    with torch.no_grad(), model.features_replaced({"visual": stored * 3 + 1}):
-        attacked = model.score_pairs(users, items)
-    assert torch.equal(attacked, model.score_pairs(users, items))  # default: features never enter the score
+    grad = replaced_feature_grad(model, lambda: model.modality_scores(users, items)["visual"])
+    assert grad[:5].abs().sum() > 0 and grad[5:].abs().sum() == 0
+    attacked, clean = scores_with_replaced_feature(model, lambda: model.score_pairs(users, items))
+    assert torch.equal(attacked, clean)  # default: features never enter the score
     fused = _model(ds, fuse_modalities=True)
-    with torch.no_grad(), fused.features_replaced({"visual": stored * 3 + 1}):
-        changed = fused.score_pairs(users, items)
-    assert not torch.allclose(changed, fused.score_pairs(users, items))
+    changed, clean = scores_with_replaced_feature(fused, lambda: fused.score_pairs(users, items))
+    assert not torch.allclose(changed, clean)
 
 
 def test_deterministic_with_fixed_seed():
     ds = random_dataset()
-    batch = triplet_batch(ds)
-    a, b = _model(ds, seed=3), _model(ds, seed=3)
-    assert torch.equal(train_steps(a, batch, 5), train_steps(b, batch, 5))
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    with torch.no_grad():
-        assert torch.equal(a.score(torch.arange(5)), b.score(torch.arange(5)))
+    assert_deterministic_training(_model, ds, triplet_batch(ds), steps=5)
 
 
 def test_one_modality_and_size_check():

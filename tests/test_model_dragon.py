@@ -2,28 +2,15 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from elliot.evaluation.evaluator import Evaluator
-from elliot.training.trainer import Trainer
 from external.models.dragon import DRAGON
 from elliot.recommender.knn import sample_user_graph, top_cooccurring_users
-from tests.helpers import (assert_same_loss_and_grads, random_dataset, scoring_views, structured_dataset,
-                           train_steps, triplet_batch)
+from tests.helpers import (assert_branches_sum_to_score, assert_deterministic_training, assert_one_trainer_epoch,
+                           assert_same_loss_and_grads, assert_training_lowers_loss, assert_views_agree,
+                           model_factory, random_dataset, replaced_feature_grad, scores_with_replaced_feature,
+                           single_thread_fixture, structured_dataset, train_steps, triplet_batch)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in DRAGON.declared_params()}
-    params.update({"factors": 8, "top_k": 4, "lr": 0.01, "user_k": 5}, **hp)
-    torch.manual_seed(seed)
-    return DRAGON(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(DRAGON, factors=8, top_k=4, lr=0.01, user_k=5)
 
 
 def test_cooccurrence_neighbours_match_the_preprocessing_loop():
@@ -105,12 +92,7 @@ def test_loss_and_gradients_match_dense_reference(hp):
 def test_training_lowers_loss_and_trains_every_part():
     ds = random_dataset()
     model = _model(ds)
-    batch = triplet_batch(ds)
-    model.on_epoch_start(0)
-    first = model.loss(batch).item()
-    train_steps(model, batch, 20)
-    model.on_epoch_start(0)
-    assert model.loss(batch).item() < first
+    assert_training_lowers_loss(model, triplet_batch(ds), 20, reset=lambda: model.on_epoch_start(0))
     assert model.mlp[1][0].weight.grad.abs().sum() > 0 and model.weight_u.grad.abs().sum() > 0
     assert model.preference[0].grad.abs().sum() > 0
     assert torch.allclose(_model(ds).weight_u.sum(1), torch.ones(ds.n_users))  # softmax initialisation
@@ -120,28 +102,17 @@ def test_score_pairs_and_branches_agree():
     ds = random_dataset()
     model = _model(ds)
     train_steps(model, triplet_batch(ds), steps=3)
-    users, items, full, cached, pairs = scoring_views(model, ds)
-    assert torch.allclose(full, cached)
-    assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
-    emb = model.modality_embeddings(users, items)
-    assert set(emb) == {"visual", "textual"}
-    assert all(eu.shape == (len(users), 8) and ei.shape == (len(users), 8) for eu, ei in emb.values())
-    assert torch.allclose(sum(model.modality_scores(users, items).values()), pairs, atol=1e-5)
+    users, items, _, pairs = assert_views_agree(model, ds)
+    assert_branches_sum_to_score(model, users, items, pairs, {"visual", "textual"})
 
 
 def test_replaced_features_reach_their_block_not_the_graphs():
     ds = random_dataset()
     model = _model(ds)
     graph = model.item_adj.to_dense().clone()
-    stored = model.feature("visual").clone()
     users, items = torch.arange(5), torch.arange(5)
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with model.features_replaced({"visual": stored + delta}):
-        model.score_pairs(users, items).sum().backward()
-    assert delta.grad.abs().sum() > 0
-    with torch.no_grad(), model.features_replaced({"visual": stored * 3 + 1}):
-        attacked = model.modality_scores(users, items)
-    clean = model.modality_scores(users, items)
+    assert replaced_feature_grad(model, lambda: model.score_pairs(users, items)).abs().sum() > 0
+    attacked, clean = scores_with_replaced_feature(model, lambda: model.modality_scores(users, items))
     assert not torch.allclose(attacked["visual"], clean["visual"])
     assert torch.equal(attacked["textual"], clean["textual"])  # blocks are per modality
     assert torch.equal(model.item_adj.to_dense(), graph)
@@ -150,10 +121,7 @@ def test_replaced_features_reach_their_block_not_the_graphs():
 def test_deterministic_with_fixed_seed_and_one_modality():
     ds = random_dataset()
     batch = triplet_batch(ds)
-    a, b = _model(ds, seed=3), _model(ds, seed=3)
-    assert torch.equal(train_steps(a, batch, 4), train_steps(b, batch, 4))
-    with torch.no_grad():
-        assert torch.equal(a.score(torch.arange(5)), b.score(torch.arange(5)))
+    assert_deterministic_training(_model, ds, batch, steps=4)
     one = _model(ds, modalities=["textual"])
     assert one.hp["mw"] == [1.0] and torch.isfinite(one.loss(batch))
     with pytest.raises(Exception, match="mw"):
@@ -162,9 +130,4 @@ def test_deterministic_with_fixed_seed_and_one_modality():
 
 def test_one_epoch_through_the_trainer():
     ds = structured_dataset()
-    model = _model(ds)
-    ev = Evaluator(ds, [10], ["Recall"])
-    fit = Trainer(model, ds, ev, epochs=1, batch_size=128, seed=0, validation_metric="Recall@10",
-                  progress=False).fit()
-    assert fit.epochs_run == 1 and fit.best_epoch == 1 and fit.history
-    assert 0.0 <= ev.evaluate(model, "test").values[10]["Recall"] <= 1.0
+    assert_one_trainer_epoch(_model(ds), ds, batch_size=128)

@@ -1,6 +1,4 @@
 """DualGNN: the co-occurrence user graph, loss against MMRec's formulation written densely, hooks, trainer."""
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -9,23 +7,11 @@ from torch.nn import functional as F
 from elliot.recommender.registry import resolve_model
 from external.models.dualgnn import DualGNN
 from elliot.recommender.knn import top_cooccurring_users
-from tests.helpers import (assert_same_loss_and_grads, fit_through_trainer, random_dataset, scoring_views,
-                           train_steps, triplet_batch)
+from tests.helpers import (assert_deterministic_fit, assert_same_loss_and_grads, assert_views_agree, model_factory,
+                           random_dataset, replaced_feature_grad, single_thread_fixture, train_steps, triplet_batch)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in DualGNN.declared_params()}
-    params.update({"factors": 8, "lr": 0.01, "knn_k": 5}, **hp)
-    torch.manual_seed(seed)
-    return DualGNN(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(DualGNN, factors=8, lr=0.01, knn_k=5)
 
 
 def test_cooccurrence_neighbours_brute_force():
@@ -88,26 +74,16 @@ def test_hooks_scores_and_attacks():
     ds = random_dataset()
     model = _model(ds)
     train_steps(model, triplet_batch(ds), 3)
-    users, items, full, cached, pairs = scoring_views(model, ds)
-    assert torch.equal(full, cached)
-    torch.testing.assert_close(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), rtol=1e-5, atol=1e-5)
+    users, items, _, _ = assert_views_agree(model, ds, exact_cache=True)
     emb = model.modality_embeddings(users, items)
     assert set(emb) == {"visual", "textual"}
     with torch.no_grad():
         hu, _ = model._final()
         torch.testing.assert_close(sum(eu for eu, _ in emb.values()), hu[users], rtol=1e-5, atol=1e-6)
-    stored = model.feature("visual").clone()
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with model.features_replaced({"visual": stored + delta}):
-        model.score_pairs(users[:5], items[:5]).sum().backward()
-    assert delta.grad.abs().sum() > 0 and torch.equal(model.feature("visual"), stored)
+    assert replaced_feature_grad(model, lambda: model.score_pairs(users[:5], items[:5])).abs().sum() > 0
 
 
 def test_deterministic_and_one_trainer_epoch():
     ds = random_dataset()
-    a, b = _model(ds, seed=3), _model(ds, seed=3)
-    fa, ta = fit_through_trainer(a, ds, epochs=2)
-    _, tb = fit_through_trainer(b, ds, epochs=2)
-    assert fa.epochs_run == 2 and math.isfinite(fa.history[-1]["loss"]) and ta.values == tb.values
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert_deterministic_fit(_model, ds, epochs=2)
     assert resolve_model("external.DualGNN") is DualGNN and resolve_model("DualGNN") is DualGNN

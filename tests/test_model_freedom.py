@@ -4,23 +4,12 @@ from torch.nn import functional as F
 
 from elliot.recommender.knn import knn_graph
 from external.models.freedom import FREEDOM
-from tests.helpers import random_dataset, triplet_batch, train_steps, scoring_views
+from tests.helpers import (assert_deterministic_training, assert_training_lowers_loss, assert_views_agree,
+                           model_factory, random_dataset, replaced_feature_grad, scores_with_replaced_feature,
+                           single_thread_fixture, train_steps, triplet_batch)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in FREEDOM.declared_params()}
-    params.update({"factors": 8, "factors_multimod": 8, "top_k": 4, "lr": 0.01, "l_w": 0.1}, **hp)
-    torch.manual_seed(seed)
-    return FREEDOM(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(FREEDOM, factors=8, factors_multimod=8, top_k=4, lr=0.01, l_w=0.1)
 
 
 _batch = triplet_batch
@@ -89,13 +78,8 @@ def test_degree_sensitive_pruning():
 def test_training_lowers_loss_and_trains_projections():
     ds = random_dataset()
     model = _model(ds)
-    batch = _batch(ds)
-    model.on_epoch_start(0)
-    first = model.loss(batch).item()
-    loss = _train(model, batch)
+    loss = assert_training_lowers_loss(model, _batch(ds), 30, reset=lambda: model.on_epoch_start(0))
     assert torch.isfinite(loss)
-    model.on_epoch_start(0)
-    assert model.loss(batch).item() < first
     assert model.proj[0].weight.grad is not None and model.proj[0].weight.grad.abs().sum() > 0
 
 
@@ -104,9 +88,7 @@ def test_score_and_pairs_agree(fuse):
     ds = random_dataset()
     model = _model(ds, fuse_modalities=fuse)
     _train(model, _batch(ds), steps=3)
-    users, items, full, cached, pairs = scoring_views(model, ds)
-    assert torch.allclose(full, cached)
-    assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
+    assert_views_agree(model, ds)
 
 
 @pytest.mark.parametrize("fuse", [False, True])
@@ -130,37 +112,25 @@ def test_gradients_reach_replaced_features():
     ds = random_dataset()
     model = _model(ds)
     graph = model.item_adj.to_dense().clone()
-    stored = model.feature("visual").clone()
     users, items = torch.arange(5), torch.arange(5)
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with model.features_replaced({"visual": stored + delta}):
-        model.modality_scores(users, items)["visual"].sum().backward()
-    assert delta.grad is not None and delta.grad[:5].abs().sum() > 0
-    assert delta.grad[5:].abs().sum() == 0
-    assert torch.equal(model.feature("visual"), stored)
+    grad = replaced_feature_grad(model, lambda: model.modality_scores(users, items)["visual"])
+    assert grad is not None and grad[:5].abs().sum() > 0
+    assert grad[5:].abs().sum() == 0
     # default (MMRec): features reach neither the fused score nor the frozen graph
-    with torch.no_grad(), model.features_replaced({"visual": stored * 3 + 1}):
-        attacked = model.score_pairs(users, items)
-    assert torch.equal(attacked, model.score_pairs(users, items))
+    attacked, clean = scores_with_replaced_feature(model, lambda: model.score_pairs(users, items))
+    assert torch.equal(attacked, clean)
     assert torch.equal(model.item_adj.to_dense(), graph)
     # fused variant: the replacement reaches the score through the projection
     fused = _model(ds, fuse_modalities=True)
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with fused.features_replaced({"visual": stored + delta}):
-        fused.score_pairs(users, items).sum().backward()
-    assert delta.grad[:5].abs().sum() > 0
-    with torch.no_grad(), fused.features_replaced({"visual": stored * 3 + 1}):
-        changed = fused.score_pairs(users, items)
-    assert not torch.allclose(changed, fused.score_pairs(users, items))
+    score = lambda: fused.score_pairs(users, items)  # noqa: E731
+    assert replaced_feature_grad(fused, score)[:5].abs().sum() > 0
+    changed, clean = scores_with_replaced_feature(fused, score)
+    assert not torch.allclose(changed, clean)
 
 
 def test_deterministic_with_fixed_seed():
     ds = random_dataset()
-    batch = _batch(ds)
-    a, b = _model(ds, seed=3), _model(ds, seed=3)
-    assert torch.equal(_train(a, batch, steps=5), _train(b, batch, steps=5))
-    with torch.no_grad():
-        assert torch.equal(a.score(torch.arange(5)), b.score(torch.arange(5)))
+    assert_deterministic_training(_model, ds, _batch(ds), steps=5)
 
 
 def test_modality_loss_needs_matching_sizes():

@@ -5,7 +5,7 @@ from torch.nn import functional as F
 
 from external.models.grcn import GRCN
 from external.models.grcn.grcn import _Attention, _Bipartite, _normalize, _segment_softmax
-from tests.helpers import random_dataset, triplet_batch, scoring_views
+from tests.helpers import model_factory, random_dataset, scoring_views, single_thread_fixture, triplet_batch
 
 VARIANTS = [
     {},  # defaults: confid weights, pruning, add aggregation, 3 routing iterations
@@ -14,21 +14,8 @@ VARIANTS = [
 ]
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny graphs: one intra-op thread is faster, and immune to a busy machine's thread contention."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in GRCN.declared_params()}
-    params.update({"factors": 8, "dim_latent": 6, "lr": 0.01, "l_w": 1e-3}, **hp)
-    torch.manual_seed(seed)
-    return GRCN(ds, params, torch.device("cpu"))
+_single_thread = single_thread_fixture()
+_model = model_factory(GRCN, factors=8, dim_latent=6, lr=0.01, l_w=1e-3)
 
 
 _batch = triplet_batch

@@ -5,13 +5,10 @@ import torch
 
 from elliot.recommender.registry import resolve_model
 from external.models.itemknncbf import ItemKNNCBF
-from tests.helpers import fit_through_trainer, random_dataset, scoring_views
+from tests.helpers import (fit_through_trainer, model_factory, random_dataset, replaced_feature_grad,
+                           scores_with_replaced_feature, scoring_views)
 
-
-def _model(ds, **hp):
-    params = {p.name: p.default for p in ItemKNNCBF.declared_params()}
-    params.update(hp)
-    return ItemKNNCBF(ds, params, torch.device("cpu"))
+_model = model_factory(ItemKNNCBF, seed=None)
 
 
 def _mmrec_scores(ds, knn_k, shrink, modalities=("visual", "textual")):
@@ -48,16 +45,10 @@ def test_one_modality_and_no_branches():
 def test_feature_attacks_reach_score_pairs():
     ds = random_dataset()
     model = _model(ds)
-    users, items = torch.arange(8), torch.arange(8, 16)
-    stored = model.feature("visual").clone()
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with model.features_replaced({"visual": stored + delta}):
-        model.score_pairs(users, items).sum().backward()
-    assert delta.grad.abs().sum() > 0
-    with torch.no_grad(), model.features_replaced({"visual": stored * 3 + 1}):
-        attacked = model.score_pairs(users, items)
-    assert not torch.allclose(attacked, model.score_pairs(users, items))
-    assert torch.equal(model.feature("visual"), stored)
+    score = lambda: model.score_pairs(torch.arange(8), torch.arange(8, 16))  # noqa: E731
+    assert replaced_feature_grad(model, score).abs().sum() > 0
+    attacked, clean = scores_with_replaced_feature(model, score)
+    assert not torch.allclose(attacked, clean)
 
 
 def test_through_the_trainer_and_registry():

@@ -12,25 +12,18 @@ from elliot.recommender.base import TripletBatch
 from elliot.recommender.registry import available_models
 from external.models.lattice import LATTICE
 from external.models.lattice.lattice import cosine_at, knn_index, laplacian_values
-from tests.helpers import csr, random_dataset, triplet_batch, train_steps, scoring_views
+from tests.helpers import (csr, make_model, random_dataset, scoring_views, single_thread_fixture, train_steps,
+                           triplet_batch)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+_one_thread = single_thread_fixture()
 
 
 def _model(ds, seed=0, cls=LATTICE, **hp):
-    params = {p.name: p.default for p in cls.declared_params()}
-    params.update({"factors": 8, "factors_multimod": 8, "ws": [8, 8], "top_k": 4, "lr": 0.01}, **hp)
-    torch.manual_seed(seed)
-    return cls(ds, params, torch.device("cpu"))
+    return make_model(cls, ds, seed=seed, **{"factors": 8, "factors_multimod": 8, "ws": [8, 8], "top_k": 4,
+                                             "lr": 0.01, **hp})
 
 
 _batch = triplet_batch
@@ -220,10 +213,7 @@ def _default_data(n_users=1500):
 
 def test_a_few_epochs_on_default_data_improve_validation_recall():
     ds = _default_data()
-    params = {p.name: p.default for p in LATTICE.declared_params()}
-    params.update({"factors": 32, "factors_multimod": 32, "lr": 0.005, "batch_size": 2048})
-    torch.manual_seed(0)
-    model = LATTICE(ds, params, torch.device("cpu"))
+    model = make_model(LATTICE, ds, factors=32, factors_multimod=32, lr=0.005, batch_size=2048)
     evaluator = Evaluator(ds, cutoffs=[20], metrics=["Recall"])
     before = evaluator.evaluate(model, "validation").values[20]["Recall"]
     opt, sampler = model.make_optimizer(), model.make_sampler(ds, 0)

@@ -1,6 +1,4 @@
 """LayerGCN: loss and gradients against MMRec's formulation written out densely, edge pruning, scoring."""
-import math
-
 import pytest
 import torch
 from torch.nn import functional as F
@@ -8,22 +6,11 @@ from torch.nn import functional as F
 from elliot.recommender.graph import symmetric_normalize, user_item_adjacency
 from elliot.recommender.layergcn import LayerGCN
 from elliot.recommender.registry import resolve_model
-from tests.helpers import assert_same_loss_and_grads, csr, fit_through_trainer, random_dataset, triplet_batch
+from tests.helpers import (assert_deterministic_fit, assert_same_loss_and_grads, csr, model_factory, random_dataset,
+                           single_thread_fixture, triplet_batch)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in LayerGCN.declared_params()}
-    params.update({"factors": 8, "lr": 0.01}, **hp)
-    torch.manual_seed(seed)
-    return LayerGCN(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(LayerGCN, factors=8, lr=0.01)
 
 
 def _reference_loss(model, batch, adj):
@@ -110,12 +97,7 @@ def test_scores_use_the_full_graph_and_agree():
 
 def test_deterministic_and_one_trainer_epoch():
     ds = random_dataset()
-    a, b = _model(ds, seed=3, dropout=0.2), _model(ds, seed=3, dropout=0.2)
-    fa, ta = fit_through_trainer(a, ds, epochs=2)
-    fb, tb = fit_through_trainer(b, ds, epochs=2)
-    assert fa.epochs_run == 2 and math.isfinite(fa.history[-1]["loss"])
-    assert ta.values == tb.values
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert_deterministic_fit(_model, ds, epochs=2, dropout=0.2)
 
 
 def test_registry_and_mmrec_names():

@@ -3,28 +3,15 @@ import torch
 from torch.nn import functional as F
 
 from elliot.errors import ConfigError
-from elliot.evaluation.evaluator import Evaluator
-from elliot.training.trainer import Trainer
 from external.models.lgmrec import LGMRec
 from external.models.lgmrec.lgmrec import hyper_nce
-from tests.helpers import (assert_same_loss_and_grads, random_dataset, scoring_views, structured_dataset,
-                           train_steps, triplet_batch)
+from tests.helpers import (assert_branches_sum_to_score, assert_deterministic_training, assert_one_trainer_epoch,
+                           assert_same_loss_and_grads, assert_training_lowers_loss, assert_views_agree,
+                           model_factory, random_dataset, replaced_feature_grad, scores_with_replaced_feature,
+                           single_thread_fixture, structured_dataset, train_steps, triplet_batch)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in LGMRec.declared_params()}
-    params.update({"factors": 8, "factors_multimod": 8, "lr": 0.01}, **hp)
-    torch.manual_seed(seed)
-    return LGMRec(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(LGMRec, factors=8, factors_multimod=8, lr=0.01)
 
 
 def _reference_loss(model, batch, ds):
@@ -119,12 +106,7 @@ def test_assignments_noisy_in_training_deterministic_at_evaluation():
 def test_training_lowers_loss_and_trains_every_part():
     ds = random_dataset()
     model = _model(ds, cl_weight=0.01)
-    batch = triplet_batch(ds)
-    model._gen.manual_seed(1)
-    first = model.loss(batch).item()
-    train_steps(model, batch, 25)
-    model._gen.manual_seed(1)
-    assert model.loss(batch).item() < first
+    assert_training_lowers_loss(model, triplet_batch(ds), 25, reset=lambda: model._gen.manual_seed(1))
     assert all(p.grad.abs().sum() > 0 for p in list(model.trs) + list(model.hyper))
 
 
@@ -133,39 +115,24 @@ def test_score_pairs_and_branches_agree():
     model = _model(ds)
     train_steps(model, triplet_batch(ds), steps=3)
     model.eval()
-    users, items, full, cached, pairs = scoring_views(model, ds)
-    assert torch.allclose(full, cached)
-    assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
-    emb = model.modality_embeddings(users, items)
-    assert set(emb) == {"id", "visual", "textual"}
-    assert all(eu.shape == (len(users), 8) and ei.shape == (len(users), 8) for eu, ei in emb.values())
-    assert torch.allclose(sum(model.modality_scores(users, items).values()), pairs, atol=1e-5)
+    users, items, _, pairs = assert_views_agree(model, ds)
+    assert_branches_sum_to_score(model, users, items, pairs, {"id", "visual", "textual"})
 
 
 def test_replaced_features_reach_the_score():
     ds = random_dataset()
     model = _model(ds)
     model.eval()
-    stored = model.feature("visual").clone()
     users, items = torch.arange(5), torch.arange(5)
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with model.features_replaced({"visual": stored + delta}):
-        model.modality_scores(users, items)["visual"].sum().backward()
-    assert delta.grad.abs().sum() > 0
-    with torch.no_grad(), model.features_replaced({"visual": stored * 3 + 1}):
-        attacked = model.score_pairs(users, items)
-    assert not torch.allclose(attacked, model.score_pairs(users, items))
-    assert torch.equal(model.feature("visual"), stored)
+    assert replaced_feature_grad(model, lambda: model.modality_scores(users, items)["visual"]).abs().sum() > 0
+    attacked, clean = scores_with_replaced_feature(model, lambda: model.score_pairs(users, items))
+    assert not torch.allclose(attacked, clean)
 
 
 def test_deterministic_with_fixed_seed_one_modality_and_mf():
     ds = random_dataset()
     batch = triplet_batch(ds)
-    a, b = _model(ds, seed=3), _model(ds, seed=3)
-    assert torch.equal(train_steps(a, batch, 4), train_steps(b, batch, 4))
-    a.eval(), b.eval()
-    with torch.no_grad():
-        assert torch.equal(a.score(torch.arange(5)), b.score(torch.arange(5)))
+    assert_deterministic_training(_model, ds, batch, steps=4, eval_mode=True)
     one = _model(ds, modalities=["textual"], cf="mf")
     assert torch.isfinite(one.loss(batch))
     assert set(one.modality_embeddings(torch.arange(3), torch.arange(3))) == {"id", "textual"}
@@ -175,9 +142,4 @@ def test_deterministic_with_fixed_seed_one_modality_and_mf():
 
 def test_one_epoch_through_the_trainer():
     ds = structured_dataset()
-    model = _model(ds)
-    ev = Evaluator(ds, [10], ["Recall"])
-    fit = Trainer(model, ds, ev, epochs=1, batch_size=128, seed=0, validation_metric="Recall@10",
-                  progress=False).fit()
-    assert fit.epochs_run == 1 and fit.best_epoch == 1 and fit.history
-    assert 0.0 <= ev.evaluate(model, "test").values[10]["Recall"] <= 1.0
+    assert_one_trainer_epoch(_model(ds), ds, batch_size=128)

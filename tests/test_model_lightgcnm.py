@@ -2,16 +2,12 @@ import pytest
 import torch
 
 from external.models.lightgcnm import LightGCNM
-from tests.helpers import random_dataset, scoring_views, triplet_batch
+from tests.helpers import model_factory, random_dataset, scoring_views, triplet_batch
 
 AGGREGATIONS = ["mean", "sum", "concat"]
 
 
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in LightGCNM.declared_params()}
-    params.update({"factors": 8, "n_layers": 2, "lr": 0.01, "l_w": 1e-4}, **hp)
-    torch.manual_seed(seed)
-    return LightGCNM(ds, params, torch.device("cpu"))
+_model = model_factory(LightGCNM, factors=8, n_layers=2, lr=0.01, l_w=1e-4)
 
 
 _batch = triplet_batch

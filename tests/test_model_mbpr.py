@@ -1,28 +1,15 @@
 """MBPR (the Elliot forks' multimodal BPR-MF): loss against the fork's train_step, hooks, trainer, names."""
-import math
-
 import pytest
 import torch
 
 from elliot.recommender.registry import resolve_model
 from external.models.mbpr import MBPR
-from tests.helpers import (assert_same_loss_and_grads, fit_through_trainer, random_dataset, scoring_views,
-                           train_steps, triplet_batch)
+from tests.helpers import (assert_branches_sum_to_score, assert_deterministic_fit, assert_same_loss_and_grads,
+                           assert_views_agree, model_factory, random_dataset, replaced_feature_grad,
+                           scores_with_replaced_feature, single_thread_fixture, train_steps, triplet_batch)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in MBPR.declared_params()}
-    params.update({"factors": 8, "lr": 0.01}, **hp)
-    torch.manual_seed(seed)
-    return MBPR(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(MBPR, factors=8, lr=0.01)
 
 
 def _fork_loss(model, batch):
@@ -46,37 +33,25 @@ def test_branches_sum_to_the_score_and_views_agree():
     ds = random_dataset()
     model = _model(ds)
     train_steps(model, triplet_batch(ds), 3)
-    users, items, full, cached, pairs = scoring_views(model, ds)
-    assert torch.equal(full, cached)
-    torch.testing.assert_close(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), rtol=1e-5, atol=1e-6)
-    emb = model.modality_embeddings(users, items)
-    assert set(emb) == {"id", "visual", "textual"}
-    assert all(eu.shape == (len(users), 8) and ei.shape == (len(users), 8) for eu, ei in emb.values())
-    torch.testing.assert_close(sum(model.modality_scores(users, items).values()), pairs, rtol=1e-5, atol=1e-5)
+    users, items, _, pairs = assert_views_agree(model, ds, atol=1e-6, exact_cache=True)
+    assert_branches_sum_to_score(model, users, items, pairs, {"id", "visual", "textual"})
 
 
 def test_feature_attacks_reach_the_score():
     ds = random_dataset()
     model = _model(ds)
     users, items = torch.arange(6), torch.arange(6)
-    stored = model.feature("visual").clone()
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with model.features_replaced({"visual": stored + delta}):
-        model.modality_scores(users, items)["visual"].sum().backward()
-    assert delta.grad[:6].abs().sum() > 0 and delta.grad[6:].abs().sum() == 0
-    with torch.no_grad(), model.features_replaced({"visual": stored * 3 + 1}):
-        attacked = model.score_pairs(users, items)
-    assert not torch.allclose(attacked, model.score_pairs(users, items))
+    grad = replaced_feature_grad(model, lambda: model.modality_scores(users, items)["visual"])
+    assert grad[:6].abs().sum() > 0 and grad[6:].abs().sum() == 0
+    attacked, clean = scores_with_replaced_feature(model, lambda: model.score_pairs(users, items))
+    assert not torch.allclose(attacked, clean)
 
 
 def test_schedule_trainer_and_determinism():
     ds = random_dataset()
     model = _model(ds)
     assert model.lr_multiplier(50) == pytest.approx(0.96) and model.lr_multiplier(0) == 1.0
-    a, b = _model(ds, seed=3), _model(ds, seed=3)
-    fa, ta = fit_through_trainer(a, ds, epochs=2)
-    _, tb = fit_through_trainer(b, ds, epochs=2)
-    assert fa.epochs_run == 2 and math.isfinite(fa.history[-1]["loss"]) and ta.values == tb.values
+    assert_deterministic_fit(_model, ds, epochs=2)
     one = _model(ds, modalities=["textual"])
     assert torch.isfinite(one.loss(triplet_batch(ds))) and set(one.modality_embeddings(
         torch.arange(3), torch.arange(3))) == {"id", "textual"}

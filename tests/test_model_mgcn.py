@@ -2,28 +2,15 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from elliot.evaluation.evaluator import Evaluator
 from elliot.recommender.knn import knn_laplacian
-from elliot.training.trainer import Trainer
 from external.models.mgcn import MGCN
-from tests.helpers import (assert_same_loss_and_grads, random_dataset, scoring_views, structured_dataset,
-                           train_steps, triplet_batch)
+from tests.helpers import (assert_branches_sum_to_score, assert_deterministic_training, assert_one_trainer_epoch,
+                           assert_same_loss_and_grads, assert_training_lowers_loss, assert_views_agree,
+                           model_factory, random_dataset, replaced_feature_grad, scores_with_replaced_feature,
+                           single_thread_fixture, structured_dataset, train_steps, triplet_batch)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in MGCN.declared_params()}
-    params.update({"factors": 8, "top_k": 4, "lr": 0.01, "batch_size": 64}, **hp)
-    torch.manual_seed(seed)
-    return MGCN(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(MGCN, factors=8, top_k=4, lr=0.01, batch_size=64)
 
 
 def _dense_knn(x, k):
@@ -102,10 +89,7 @@ def test_loss_and_gradients_match_dense_reference(hp):
 def test_training_lowers_loss_and_trains_every_part():
     ds = random_dataset()
     model = _model(ds)
-    batch = triplet_batch(ds)
-    first = model.loss(batch).item()
-    train_steps(model, batch, 25)
-    assert model.loss(batch).item() < first
+    assert_training_lowers_loss(model, triplet_batch(ds), 25)
     for mod in (model.proj[0], model.gate[1], model.prefer[0], model.query[0]):
         assert mod.weight.grad.abs().sum() > 0
     assert model.lr_multiplier(50) == pytest.approx(0.96)  # MMRec's scheduler is the default
@@ -115,40 +99,26 @@ def test_score_pairs_and_branches_agree():
     ds = random_dataset()
     model = _model(ds)
     train_steps(model, triplet_batch(ds), steps=3)
-    users, items, full, cached, pairs = scoring_views(model, ds)
-    assert torch.allclose(full, cached)
-    assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
-    emb = model.modality_embeddings(users, items)
-    assert set(emb) == {"id", "visual", "textual"}
-    assert all(eu.shape == (len(users), 8) and ei.shape == (len(users), 8) for eu, ei in emb.values())
+    users, items, _, pairs = assert_views_agree(model, ds)
     # the side embedding splits exactly by modality: the branch scores sum to the fused score
-    assert torch.allclose(sum(model.modality_scores(users, items).values()), pairs, atol=1e-5)
+    assert_branches_sum_to_score(model, users, items, pairs, {"id", "visual", "textual"})
 
 
 def test_replaced_features_reach_the_score_not_the_graphs():
     ds = random_dataset()
     model = _model(ds)
     graphs = [g.to_dense().clone() for g in model.item_graphs]
-    stored = model.feature("visual").clone()
-    users, items = torch.arange(5), torch.arange(5)
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with model.features_replaced({"visual": stored + delta}):
-        model.score_pairs(users, items).sum().backward()
-    assert delta.grad.abs().sum() > 0
-    with torch.no_grad(), model.features_replaced({"visual": stored * 3 + 1}):
-        attacked = model.score_pairs(users, items)
-    assert not torch.allclose(attacked, model.score_pairs(users, items))
-    assert torch.equal(model.feature("visual"), stored)
+    score = lambda: model.score_pairs(torch.arange(5), torch.arange(5))  # noqa: E731
+    assert replaced_feature_grad(model, score).abs().sum() > 0
+    attacked, clean = scores_with_replaced_feature(model, score)
+    assert not torch.allclose(attacked, clean)
     assert all(torch.equal(g.to_dense(), old) for g, old in zip(model.item_graphs, graphs))  # frozen graphs
 
 
 def test_deterministic_with_fixed_seed_and_one_modality():
     ds = random_dataset()
     batch = triplet_batch(ds)
-    a, b = _model(ds, seed=3), _model(ds, seed=3)
-    assert torch.equal(train_steps(a, batch, 4), train_steps(b, batch, 4))
-    with torch.no_grad():
-        assert torch.equal(a.score(torch.arange(5)), b.score(torch.arange(5)))
+    assert_deterministic_training(_model, ds, batch, steps=4)
     one = _model(ds, modalities=["textual"])
     assert len(one.item_graphs) == 1 and torch.isfinite(one.loss(batch))
     assert set(one.modality_embeddings(torch.arange(3), torch.arange(3))) == {"id", "textual"}
@@ -156,9 +126,4 @@ def test_deterministic_with_fixed_seed_and_one_modality():
 
 def test_one_epoch_through_the_trainer():
     ds = structured_dataset()
-    model = _model(ds, batch_size=128)
-    ev = Evaluator(ds, [10], ["Recall"])
-    fit = Trainer(model, ds, ev, epochs=1, batch_size=128, seed=0, validation_metric="Recall@10",
-                  progress=False).fit()
-    assert fit.epochs_run == 1 and fit.best_epoch == 1 and fit.history
-    assert 0.0 <= ev.evaluate(model, "test").values[10]["Recall"] <= 1.0
+    assert_one_trainer_epoch(_model(ds, batch_size=128), ds, batch_size=128)

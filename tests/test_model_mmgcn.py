@@ -4,7 +4,8 @@ import torch
 
 from elliot.errors import ConfigError
 from external.models.mmgcn import MMGCN
-from tests.helpers import assert_same_loss_and_grads, random_dataset, scoring_views, triplet_batch
+from tests.helpers import (assert_same_loss_and_grads, model_factory, random_dataset, scoring_views,
+                           single_thread_fixture, triplet_batch)
 
 VARIANTS = [
     {},  # defaults: mean fusion, concatenation, mean aggregation
@@ -13,21 +14,8 @@ VARIANTS = [
 ]
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny graphs: one intra-op thread is faster, and immune to a busy machine's thread contention."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in MMGCN.declared_params()}
-    params.update({"factors": 8, "lr": 0.01, "l_w": 1e-3}, **hp)
-    torch.manual_seed(seed)
-    return MMGCN(ds, params, torch.device("cpu"))
+_single_thread = single_thread_fixture()
+_model = model_factory(MMGCN, factors=8, lr=0.01, l_w=1e-3)
 
 
 _batch = triplet_batch

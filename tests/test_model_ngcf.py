@@ -9,23 +9,12 @@ from elliot.recommender.graph import symmetric_normalize, user_item_adjacency
 from elliot.recommender.ngcf import NGCF
 from elliot.recommender.registry import resolve_model
 from elliot.search import plan_trials
-from tests.helpers import assert_same_loss_and_grads, random_dataset, train_steps, triplet_batch
+from tests.helpers import (assert_same_loss_and_grads, model_factory, random_dataset, single_thread_fixture,
+                           train_steps, triplet_batch)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in NGCF.declared_params()}
-    params.update({"factors": 8, "weight_size": [8, 6], "lr": 0.01, "l_w": 1e-3}, **hp)
-    torch.manual_seed(seed)
-    return NGCF(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(NGCF, factors=8, weight_size=[8, 6], lr=0.01, l_w=1e-3)
 
 
 def _reference_loss(model, train, batch):

@@ -1,6 +1,4 @@
 """SelfCF (MMRec's SELFCFED_LGN): loss against MMRec's formulation, views, scoring, determinism."""
-import math
-
 import pytest
 import torch
 from torch.nn import functional as F
@@ -9,22 +7,11 @@ from elliot.recommender.base import TripletBatch
 from elliot.recommender.graph import entry_dropout
 from elliot.recommender.registry import resolve_model
 from elliot.recommender.selfcf import SelfCF
-from tests.helpers import assert_same_loss_and_grads, fit_through_trainer, random_dataset, train_steps, triplet_batch
+from tests.helpers import (assert_deterministic_fit, assert_same_loss_and_grads, model_factory, random_dataset,
+                           single_thread_fixture, train_steps, triplet_batch)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in SelfCF.declared_params()}
-    params.update({"factors": 8, "lr": 0.01}, **hp)
-    torch.manual_seed(seed)
-    return SelfCF(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(SelfCF, factors=8, lr=0.01)
 
 
 def _reference_loss(model, batch):
@@ -101,12 +88,7 @@ def test_score_is_the_two_sided_predictor_score():
 
 def test_deterministic_and_one_trainer_epoch():
     ds = random_dataset()
-    a, b = _model(ds, seed=3), _model(ds, seed=3)
-    fa, ta = fit_through_trainer(a, ds, epochs=2)
-    _, tb = fit_through_trainer(b, ds, epochs=2)
-    assert fa.epochs_run == 2 and math.isfinite(fa.history[-1]["loss"])
-    assert ta.values == tb.values
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert_deterministic_fit(_model, ds, epochs=2)
 
 
 def test_registry_and_mmrec_names():

@@ -1,28 +1,15 @@
 """SGL: loss and gradients against the authors' formulation written out densely, augmentations, scoring."""
-import math
-
 import pytest
 import torch
 from torch.nn import functional as F
 
 from elliot.recommender.registry import resolve_model
 from elliot.recommender.sgl import SGL
-from tests.helpers import assert_same_loss_and_grads, fit_through_trainer, random_dataset, triplet_batch
+from tests.helpers import (assert_deterministic_fit, assert_same_loss_and_grads, model_factory, random_dataset,
+                           single_thread_fixture, triplet_batch)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in SGL.declared_params()}
-    params.update({"factors": 8, "lr": 0.01}, **hp)
-    torch.manual_seed(seed)
-    return SGL(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(SGL, factors=8, lr=0.01)
 
 
 def _gcn(model, adjs):
@@ -96,11 +83,7 @@ def test_augmentations():
 
 def test_scores_and_determinism_through_the_trainer():
     ds = random_dataset()
-    a, b = _model(ds, seed=3), _model(ds, seed=3)
-    fa, ta = fit_through_trainer(a, ds, epochs=2)
-    _, tb = fit_through_trainer(b, ds, epochs=2)
-    assert fa.epochs_run == 2 and math.isfinite(fa.history[-1]["loss"])
-    assert ta.values == tb.values
+    a, b = assert_deterministic_fit(_model, ds, epochs=2)
     users = torch.arange(ds.n_users)
     with torch.no_grad():
         full = a.score(users)

@@ -2,25 +2,14 @@ import pytest
 import torch
 
 from external.models.slmrec import SLMRec
-from tests.helpers import assert_same_loss_and_grads, random_dataset, triplet_batch, scoring_views
+from tests.helpers import (assert_same_loss_and_grads, model_factory, random_dataset, scoring_views,
+                           single_thread_fixture, triplet_batch)
 
 D = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in SLMRec.declared_params()}
-    params.update({"factors": D, "n_layers": 2, "lr": 0.01}, **hp)
-    torch.manual_seed(seed)
-    return SLMRec(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(SLMRec, factors=D, n_layers=2, lr=0.01)
 
 
 _batch = triplet_batch

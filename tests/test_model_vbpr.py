@@ -2,16 +2,12 @@ import pytest
 import torch
 
 from external.models.vbpr import VBPR
-from tests.helpers import random_dataset, triplet_batch, scoring_views
+from tests.helpers import model_factory, random_dataset, scoring_views, triplet_batch
 
 FUSIONS = ["concat", "per_modality"]
 
 
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in VBPR.declared_params()}
-    params.update({"factors": 8, "factors_d": 6, "lr": 0.01, "l_b": 1e-3}, **hp)
-    torch.manual_seed(seed)
-    return VBPR(ds, params, torch.device("cpu"))
+_model = model_factory(VBPR, factors=8, factors_d=6, lr=0.01, l_b=1e-3)
 
 
 _batch = triplet_batch
