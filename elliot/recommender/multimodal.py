@@ -120,6 +120,11 @@ class ContentPlusPartsHooks:
     ``n_users``) from the current features.  Branches: ``"id"`` pairs the fused user vector with the
     item's content part, each modality with its own item part, so the branch scores sum to the fused one."""
 
+    def final_embeddings(self) -> Tuple[Tensor, Tensor]:
+        content, parts = self._rows(None)  # None: every node
+        final = content + sum(parts)
+        return final[: self.n_users], final[self.n_users:]
+
     def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:
         n = len(users)
         content, parts = self._rows(torch.cat([users, items + self.n_users]))

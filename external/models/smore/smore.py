@@ -176,11 +176,6 @@ class SMORE(ContentPlusPartsHooks, EmbeddingScoring, MultimodalRecommender):
             content, views = gather_rows(content, nodes), [gather_rows(v, nodes) for v in views]
         return content, self._prefer(content, views, training)
 
-    def final_embeddings(self) -> Tuple[Tensor, Tensor]:
-        content, parts = self._rows(None)
-        final = content + sum(parts)
-        return final[: self.n_users], final[self.n_users:]
-
     # ---- training -----------------------------------------------------------------------------------
     def loss(self, batch: TripletBatch) -> Tensor:
         n = len(batch.users)
