@@ -79,16 +79,32 @@ CANDIDATES = {
     "MB+feature_norm": ("VBPR", {"feature_norm": True}, {"method": "modality_balancing"}, None),
     "feature_norm(l_e=2e-4)": ("VBPR", {"feature_norm": True, "l_e": 2e-4}, None, None),
     "feature_norm(normalize=false)": ("VBPR", {"feature_norm": True, "normalize": False}, None, None),
+    "VBPR(lr=0.01)": ("VBPR", {"lr": 0.01}, None, None),
+    "VBPR(visual_bias=false)": ("VBPR", {"visual_bias": False}, None, None),
+    "VBPR(visual_bias=false)+MB": ("VBPR", {"visual_bias": False}, {"method": "modality_balancing"}, None),
+    "VBPR(visual_bias=false, lr=0.01)": ("VBPR", {"visual_bias": False, "lr": 0.01}, None, None),
+    "VBPR(visual_bias=false, lr=0.01)+MB": ("VBPR", {"visual_bias": False, "lr": 0.01},
+                                            {"method": "modality_balancing"}, None),
+    "VBPR(visual_bias=false, l_w=0.001)": ("VBPR", {"visual_bias": False, "l_w": 0.001}, None, None),
+    "VBPR(visual_bias=false, lr=0.01, l_w=0.001)": ("VBPR", {"visual_bias": False, "lr": 0.01, "l_w": 0.001},
+                                                    None, None),
     "AMR": ("AMR", {}, None, None),
+    "AMR(all epochs)": ("AMR", {"adversarial_epochs": 40}, None, None),
+    "AMR(all epochs, l_adv=0.1)": ("AMR", {"adversarial_epochs": 40, "l_adv": 0.1}, None, None),
+    "AMR(all epochs, eps=0.01)": ("AMR", {"adversarial_epochs": 40, "eps": 0.01}, None, None),
+    "AMR(all epochs, lr=0.01)": ("AMR", {"adversarial_epochs": 40, "lr": 0.01}, None, None),
     "AMR(catalogue)": ("AMR", {"perturbation": "catalogue"}, None, None),
     "AMR+MB": ("AMR", {}, {"method": "modality_balancing"}, None),
     "AMR(catalogue)+MB": ("AMR", {"perturbation": "catalogue"}, {"method": "modality_balancing"}, None),
     "AMR(catalogue, all epochs)": ("AMR", {"perturbation": "catalogue", "adversarial_epochs": 40}, None, None),
 }
 CANDIDATE_ATTACKS = [{"method": "fgsm_l2", "modality": "all", "eps_ratio": 0.05},
+                     {"method": "fgsm_l2", "modality": "all", "eps_ratio": 0.10},
+                     {"method": "fgsm_l2", "modality": "all", "eps_ratio": 0.20},
+                     {"method": "promotion", "targets": 50, "attack": "fgsm_l2", "modality": "all", "eps_ratio": 0.05},
                      {"method": "msap", "projection": "l2", "modality": "all", "eps_ratio": 0.05, "nb_iter": 10}]
 #: parameters (with their defaults) that models gained after the stored weights were trained
-LATER_PARAMS = {"feature_norm": False, "perturbation": "batch"}
+LATER_PARAMS = {"feature_norm": False, "perturbation": "batch", "visual_bias": True}
 CANDIDATE_RUNS = ROOT / "benchmarks" / "robustness_candidates_runs.json"
 
 
@@ -213,7 +229,8 @@ def run_candidate(dataset, name: str, epochs: int, seed: int = 42) -> dict:
     evaluator = Evaluator(dataset, cutoffs=[20], metrics=["Recall", "nDCG"])
     clean = evaluator.evaluate(model, "test")
     start = time.perf_counter()
-    records = evaluate_attacks(model, dataset, evaluator, CANDIDATE_ATTACKS, clean=clean, seed=seed)
+    records = evaluate_attacks(model, dataset, evaluator, CANDIDATE_ATTACKS, clean=clean, seed=seed,
+                               target_seed=seed)
     attack_seconds = time.perf_counter() - start
     return {"dataset": dataset.name, "candidate": name, "backbone": spec[0], "overrides": spec[1],
             "defense_block": info["defense_block"], "training_block": info["training_block"], "epochs": epochs,
@@ -221,8 +238,9 @@ def run_candidate(dataset, name: str, epochs: int, seed: int = 42) -> dict:
             "train_seconds": info["train_seconds"], "attack_seconds": attack_seconds,
             "loaded_weights": info["loaded_weights"], "threads": torch.get_num_threads(),
             "clean": clean.values[CUTOFF],
-            "attacks": {r["name"]: {"values": r["values"], "drop": r["drop"]} for r in records
-                        if not r.get("skipped") and r["cutoff"] == CUTOFF}}
+            "attacks": {r["name"]: {"values": r["values"], "drop": r["drop"],
+                                    **({"promotion": r["promotion"]} if r.get("promotion") else {})}
+                        for r in records if not r.get("skipped") and r["cutoff"] == CUTOFF}}
 
 
 def save_candidate(record: dict) -> None:

@@ -134,8 +134,9 @@ def _candidates():
            "were reused) + attack seconds.  MB blocks: sensitive = visual, robust = audio unless `roles` says "
            "otherwise.  Every candidate tried is listed, also those that fail.", "",
            "| candidate | model | settings | best ep | clean R@20 | FGSM-all R@20 | FGSM-all drop | "
-           "MSAP-all drop | clean change | target | wall s |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "MSAP-all drop | FGSM-all 10% / 20% drop | promotion 5%: target exposure | clean change | target | "
+           "wall s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         rows = [r for r in runs if r["dataset"] == dataset]
         base = next((r for r in rows if r["candidate"] == "none"), None)
@@ -144,6 +145,11 @@ def _candidates():
             ms = r["attacks"].get("msap_l2-all-eps0.05", {})
             drop = fg.get("drop", {}).get("Recall")
             ms_drop = ms.get("drop", {}).get("Recall")
+            larger = [r["attacks"].get(f"fgsm_l2-all-eps{eps}", {}).get("drop", {}).get("Recall")
+                      for eps in ("0.1", "0.2")]
+            promo = (r["attacks"].get("promotion-fgsm_l2-all-eps0.05-t50") or {}).get("promotion")
+            exposure = ("–" if not promo else f"{100 * promo['target_exposure_clean']:.3f}% → "
+                                              f"{100 * promo['target_exposure_attacked']:.3f}%")
             change = ((r["clean"]["Recall"] - base["clean"]["Recall"]) / base["clean"]["Recall"]
                       if base else None)
             block = r.get("defense_block") or {}
@@ -156,6 +162,7 @@ def _candidates():
                        f"{_fmt(r['clean']['Recall'])} | {_fmt(fg.get('values', {}).get('Recall'))} | "
                        f"{'–' if drop is None else f'{100 * drop:.1f}%'} | "
                        f"{'–' if ms_drop is None else f'{100 * ms_drop:.1f}%'} | "
+                       f"{' / '.join('–' if d is None else f'{100 * d:.1f}%' for d in larger)} | {exposure} | "
                        f"{'–' if change is None else f'{100 * change:+.1f}%'} | {'**met**' if met else 'no'} | "
                        f"{r['train_seconds'] + r['attack_seconds']:.0f} |")
     return out + [""]

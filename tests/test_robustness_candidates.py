@@ -1,4 +1,4 @@
-"""Options added for the robustness candidates: VBPR ``feature_norm``, AMR ``perturbation: catalogue``,
+"""Options added for the robustness candidates: VBPR ``feature_norm`` and ``visual_bias``, AMR ``perturbation: catalogue``,
 Modality Balancing ``roles`` (config errors)."""
 import pytest
 import torch
@@ -44,6 +44,39 @@ def test_vbpr_feature_norm_reads_unit_feature_rows(fusion):
     with torch.no_grad():
         assert not torch.allclose(off.score_pairs(users, items),
                                   _build(VBPR, fusion=fusion, feature_norm=True).score_pairs(users, items))
+
+
+@pytest.mark.parametrize("fusion", ["concat", "per_modality"])
+def test_vbpr_without_visual_bias_is_blind_to_feature_shifts_along_nothing_but_the_projection(fusion):
+    model = _build(VBPR, fusion=fusion, visual_bias=False)
+    assert all(float(E[:, -1].abs().max()) == 0.0 for E in model.E)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        batch = TripletBatch(users=torch.randint(0, DS.n_users, (24,), generator=g),
+                             pos_items=torch.randint(0, DS.n_items, (24,), generator=g),
+                             neg_items=torch.randint(0, DS.n_items, (24,), generator=g))
+        opt.zero_grad()
+        model.loss(batch).backward()
+        opt.step()
+    assert all(float(E[:, -1].abs().max()) == 0.0 for E in model.E)  # β' is never trained
+    assert float(model.E[0][:, :-1].abs().sum()) > 0
+    users, items = torch.arange(10), torch.arange(10, 20)
+    with torch.no_grad():
+        s = model.score_pairs(users, items)
+        # the score is s = β_i + γ_u·γ_i + θ_u·n(E f_i): a model with the same weights and a visual bias
+        # that happens to be zero scores the same, and one with a non-zero β' does not
+        plain = _build(VBPR, fusion=fusion)
+        plain.load_state_dict(model.state_dict())
+        assert torch.allclose(plain.score_pairs(users, items), s, atol=1e-6)
+        assert torch.allclose(plain.score(users[:3]), model.score(users[:3]), atol=1e-6)
+        for E in plain.E:
+            E[:, -1] = 1.0
+        assert not torch.allclose(plain.score_pairs(users, items), s, atol=1e-3)
+        # and rescaling an item's features moves nothing (n(E f) is scale invariant)
+        scaled = {m: model.feature(m) * 2.5 for m in model.modalities}
+        with model.features_replaced(scaled):
+            assert torch.allclose(model.score_pairs(users, items), s, atol=1e-5)
 
 
 def test_amr_catalogue_perturbation_is_the_evaluation_attack():

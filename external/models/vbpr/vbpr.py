@@ -25,6 +25,13 @@ changes the visual-bias term β'_m · f_i^m (linear in the unnormalised features
 relative perturbation scales with ||f_i^m||) into β'_m · n(f_i^m).  Default false (the published
 predictor).
 
+``visual_bias: false`` drops the visual-bias term β' · f_i (β' stays zero and is never trained): the
+predictor of MMRec's VBPR and of AMR's paper (Tang et al. 2019, Eq. 2), which have no such term.  The
+term is linear in the raw features and the same for every user, so an attacker who moves f_i by δ
+moves item i's score for everybody by β' · δ (up to ε ||β'|| ||f_i|| under an L2 budget relative to
+||f_i||); without it, and with ``normalize``, the content enters only through the unit vector
+n(E f_i).
+
 Objective: BPR-Opt (paper Sec. "Model learning using BPR") with Elliot's regularisers: mean over the
 batch of -ln σ(s(u,i) - s(u,j)) + [l_w (||γ_u||² + ||θ_u||² + ||γ_i||² + ||γ_j||²) + l_b (β_i² + β_j²)
 + l_e (||E||² + ||β'||²)] / 2B.  (Elliot's classic VBPR sums the BPR loss over the batch and adds the
@@ -81,6 +88,8 @@ class VBPR(MultimodalRecommender):
         Param("normalize", bool, True, "L2-normalise the projected content E f_i (false: the paper's predictor)"),
         Param("feature_norm", bool, False, "L2-normalise each item's raw features f_i^m inside the model, before E "
               "and β' (a feature-space input normalisation; the stored features are unchanged)"),
+        Param("visual_bias", bool, True, "the visual-bias term β' · f_i (false: MMRec's and AMR's predictor, "
+              "without it; β' stays zero)"),
     )
 
     def __init__(self, dataset: Dataset, hp: dict, device: torch.device):
@@ -101,6 +110,9 @@ class VBPR(MultimodalRecommender):
         projections, visual_biases = [torch.empty(d, kd) for d in dims], [torch.empty(d, 1) for d in dims]
         for t in [gamma_u, gamma_i, *thetas, *projections, *visual_biases]:
             nn.init.xavier_uniform_(t)  # Glorot-uniform, per matrix (Elliot)
+        if not self.visual_bias:
+            for t in visual_biases:
+                t.zero_()
         self.user_factors = nn.Parameter(torch.cat([gamma_u, *thetas], 1))
         self.item_factors = nn.Parameter(torch.cat([gamma_i, torch.zeros(self.n_items, 1)], 1))
         self.E = nn.ParameterList([nn.Parameter(torch.cat(pair, 1)) for pair in zip(projections, visual_biases)])
@@ -124,6 +136,8 @@ class VBPR(MultimodalRecommender):
             out = [sum(f @ self.E[0][a:b] for f, (a, b) in zip(feats, self._blocks))]
         else:
             out = [f @ E for f, E in zip(feats, self.E)]
+        if not self.visual_bias:  # the β' column is cut from the graph: β' gets no gradient and stays 0
+            out = [torch.cat([c[:, :-1], torch.zeros_like(c[:, -1:])], 1) for c in out]
         if self.normalize:
             out = [torch.cat([F.normalize(c[:, :-1], p=2, dim=1), c[:, -1:]], 1) for c in out]
         return out
