@@ -67,7 +67,7 @@ def measure(dataset, backbone: str, epochs: int = 1, seed: int = 42) -> dict:
     out = {name: sum(t) / epochs for name, (_, _, _, t) in variants.items()}
     return {"dataset": dataset.name, "backbone": backbone, "pgd_steps": steps, "epochs": epochs,
             "batches_per_epoch": n_batches, "threads": torch.get_num_threads(), "s_per_epoch": out,
-            "fast_embedder": embedder_for(base).__name__}
+            "fast_embedder": embedder_for(base).__qualname__}
 
 
 def main() -> None:

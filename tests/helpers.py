@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from torch.nn import functional as F
 
 from elliot.dataset.dataset import Dataset
 
@@ -156,6 +157,10 @@ def single_thread_fixture():
 def make_model(cls, ds, seed=0, **hp):
     """``cls`` on ``ds`` on the CPU with its declared defaults overridden by ``hp``; torch is seeded with
     ``seed`` first (``None``: not seeded)."""
+    return _built(cls, ds, seed, hp)
+
+
+def _built(cls, ds, seed, hp):
     params = {p.name: p.default for p in cls.declared_params()}
     params.update(hp)
     if seed is not None:
@@ -163,11 +168,13 @@ def make_model(cls, ds, seed=0, **hp):
     return cls(ds, params, torch.device("cpu"))
 
 
-def model_factory(cls, seed=0, **defaults):
-    """A test module's ``_model(ds, seed=..., **hp)``: :func:`make_model` with ``defaults`` under ``hp``."""
+def model_factory(cls, seed=0, seed_param=False, **defaults):
+    """A test module's ``_model(ds, seed=..., **hp)``: :func:`make_model` with ``defaults`` under ``hp``; with
+    ``seed_param`` the seed is also the model's own ``seed`` parameter (between ``defaults`` and ``hp``)."""
 
     def build(ds, seed=seed, **hp):
-        return make_model(cls, ds, seed=seed, **{**defaults, **hp})
+        own = {"seed": seed} if seed_param else {}
+        return _built(cls, ds, seed, {**defaults, **own, **hp})
 
     return build
 
@@ -259,3 +266,66 @@ def assert_training_lowers_loss(model, batch, steps, reset=None):
         reset()
     assert model.loss(batch).item() < first
     return last
+
+
+# Dense reference pieces (the published code's operations written out on dense matrices).
+
+def dense_graph(train, self_loops=False):
+    """The symmetric user-item adjacency of the binary ``train`` matrix, dense: users first, then items;
+    with ``self_loops`` plus the identity."""
+    n_users, n_items = train.shape
+    r = torch.as_tensor((train > 0).toarray(), dtype=torch.float32)
+    a = torch.zeros(n_users + n_items, n_users + n_items)
+    a[:n_users, n_users:], a[n_users:, :n_users] = r, r.T
+    return a + torch.eye(len(a)) if self_loops else a
+
+
+def dense_sym_norm(a, eps=0.0):
+    """D^-1/2 A D^-1/2 with the row degrees (``+ eps``); an empty row gets zero weight."""
+    d = (a.sum(1) + eps).pow(-0.5)
+    d[torch.isinf(d)] = 0
+    return d.view(-1, 1) * a * d.view(1, -1)
+
+
+def dense_knn_laplacian(x, k):
+    """MMRec: build_sim -> topk with values -> D^-1/2 S D^-1/2 (dense)."""
+    xn = x / x.norm(dim=1, keepdim=True)
+    sim = xn @ xn.T
+    val, ind = torch.topk(sim, k, dim=-1)
+    return dense_sym_norm(torch.zeros_like(sim).scatter_(-1, ind, val))
+
+
+def dense_layer_mean(adj, ego, n_layers):
+    """LightGCN's readout: the mean of ``ego`` and its ``n_layers`` propagations through ``adj``."""
+    layers = [ego]
+    for _ in range(n_layers):
+        layers.append(adj @ layers[-1])
+    return torch.stack(layers, 1).mean(1)
+
+
+def reference_info_nce(v1, v2, temp=0.2):
+    """MMRec's InfoNCE of the row pairs of ``v1`` and ``v2`` (cosine, temperature ``temp``)."""
+    v1, v2 = F.normalize(v1, dim=1), F.normalize(v2, dim=1)
+    pos = torch.exp((v1 * v2).sum(-1) / temp)
+    ttl = torch.exp(v1 @ v2.T / temp).sum(1)
+    return -torch.log(pos / ttl).mean()
+
+
+def reference_content_view(model, train):
+    """MMRec MGCN's (and SMORE's) user-item view, dense: (the user-item block of Â = D^-1/2 A D^-1/2, the
+    content embeddings ē = mean of Â^k [e_u; e_i] for k <= ``n_ui_layers``)."""
+    norm = dense_sym_norm(dense_graph(train))
+    return norm[:model.n_users, model.n_users:], dense_layer_mean(norm, model.embeddings, model.n_ui_layers)
+
+
+def reference_content_side_loss(model, batch, content, side):
+    """MMRec MGCN's (and SMORE's) ``calculate_loss`` from the content and side embeddings (users first): BPR and
+    L2 on ``content + side``, InfoNCE of side against content for the batch's users and positive items."""
+    nu = model.n_users
+    final = content + side
+    u, i, j = final[batch.users], final[nu + batch.pos_items], final[nu + batch.neg_items]
+    mf = -F.logsigmoid((u * i).sum(1) - (u * j).sum(1)).mean()
+    reg = ((u ** 2).sum() / 2 + (i ** 2).sum() / 2 + (j ** 2).sum() / 2) / model.hp["batch_size"]
+    cl = (reference_info_nce(side[nu + batch.pos_items], content[nu + batch.pos_items])
+          + reference_info_nce(side[batch.users], content[batch.users]))
+    return mf + model.l_w * reg + model.cl_loss * cl

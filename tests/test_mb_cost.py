@@ -63,7 +63,7 @@ def test_shared_passes_same_loss_and_gradients_vbpr_like(roles):
                                       ("GRCN", {}), ("GRCN", {"has_act": True, "num_routing": 1})])
 def test_fast_embedders_same_loss_and_gradients(name, hp):
     model = _graph_model(name, **hp)
-    assert embedder_for(model) is not generic_embedder  # the registered exact fast path is used
+    assert embedder_for(model) is type(model).distillation_embedder  # the model's exact fast path is used
     _assert_same(_loss_and_grads(model, False), _loss_and_grads(model, True))
     _assert_same(_loss_and_grads(model, False, roles="both", steps=1),
                  _loss_and_grads(model, True, roles="both", steps=1))
@@ -99,3 +99,12 @@ def test_roles_alternate_swaps_every_other_batch():
     assert seen == [[("visual", "textual")], [("textual", "visual")], [("visual", "textual")]]
     assert ModalityBalancing("visual", "textual", roles="both").pairs() == [("visual", "textual"),
                                                                             ("textual", "visual")]
+
+
+def test_fast_embedder_only_for_subclasses_that_keep_the_branches():
+    model = _graph_model("LightGCNM")
+    keeps = type("Keeps", (type(model),), {})
+    changes = type("Changes", (type(model),), {"modality_embeddings": lambda self, u, i: {}})
+    assert embedder_for(object.__new__(keeps)) is type(model).distillation_embedder
+    assert embedder_for(object.__new__(changes)) is generic_embedder
+    assert embedder_for(make_model(DS, seed=0)) is generic_embedder  # no fast path: one full pass per use

@@ -4,30 +4,20 @@ from torch.nn import functional as F
 
 from external.models.damrs import DAMRS
 from external.models.damrs.damrs import behaviour_graph, consistent_knn_graphs
-from tests.helpers import (assert_same_loss_and_grads, fit_through_trainer, random_dataset, scoring_views,
-                           structured_dataset, train_steps, triplet_batch)
+from tests.helpers import (assert_branches_sum_to_score, assert_deterministic_training, assert_one_trainer_epoch,
+                           assert_same_loss_and_grads, assert_training_lowers_loss, assert_views_agree, dense_graph,
+                           dense_layer_mean, dense_sym_norm, model_factory, random_dataset,
+                           scores_with_replaced_feature, single_thread_fixture, structured_dataset, train_steps,
+                           triplet_batch)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in DAMRS.declared_params()}
-    params.update({"factors": 8, "top_k": 4, "n_pseudo": 3, "lr": 0.01, "batch_size": 64}, **hp)
-    torch.manual_seed(seed)
-    return DAMRS(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(DAMRS, factors=8, top_k=4, n_pseudo=3, lr=0.01, batch_size=64)
 
 
 def _norm(adj):
     """MMRec compute_normalized_laplacian on a dense binary matrix (row degrees + 1e-7)."""
-    d = (adj.sum(1) + 1e-7).pow(-0.5)
-    return d.view(-1, 1) * adj * d.view(1, -1)
+    return dense_sym_norm(adj, eps=1e-7)
 
 
 def _reference_graphs(v, t, k, train, k_session=2):
@@ -58,14 +48,7 @@ def _reference_graphs(v, t, k, train, k_session=2):
 def _reference_loss(model, batch, graphs):
     """MMRec ``DAMRS.forward`` + ``calculate_loss`` (image = visual, text = textual) with dense matrices."""
     nu = model.n_users
-    r = torch.as_tensor(model._train.toarray())
-    a = torch.zeros(nu + model.n_items, nu + model.n_items)
-    a[:nu, nu:], a[nu:, :nu] = r, r.T
-    norm = _norm(a)
-    layers = [model.embeddings]
-    for _ in range(model.n_ui_layers):
-        layers.append(norm @ layers[-1])
-    allemb = torch.stack(layers, 1).mean(1)
+    allemb = dense_layer_mean(_norm(dense_graph(model._train)), model.embeddings, model.n_ui_layers)
     user_e, item_e = allemb[:nu], allemb[nu:]
     hs = []
     for g in graphs:  # v, t, s
@@ -143,25 +126,17 @@ def test_loss_and_gradients_match_dense_reference(hp):
 
 def test_training_lowers_loss():
     ds = random_dataset(density=0.3)
-    model = _model(ds)
-    batch = triplet_batch(ds)
-    first = model.loss(batch).item()
-    train_steps(model, batch, 25)
-    assert model.loss(batch).item() < first
+    assert_training_lowers_loss(_model(ds), triplet_batch(ds), 25)
 
 
 def test_score_pairs_and_branches_agree_and_ignore_features():
     ds = random_dataset()
     model = _model(ds)
     train_steps(model, triplet_batch(ds), steps=3)
-    users, items, full, cached, pairs = scoring_views(model, ds)
-    assert torch.allclose(full, cached)
-    assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
-    assert set(model.modality_embeddings(users, items)) == {"id", "visual", "textual"}
-    assert torch.allclose(sum(model.modality_scores(users, items).values()), pairs, atol=1e-5)
+    users, items, _, pairs = assert_views_agree(model, ds)
+    assert_branches_sum_to_score(model, users, items, pairs, {"id", "visual", "textual"})
     graphs = [_dense(g).clone() for g in model.item_graphs]
-    with torch.no_grad(), model.features_replaced({"visual": model.feature("visual") * 3 + 1}):
-        attacked = model.score_pairs(users, items)
+    attacked, _ = scores_with_replaced_feature(model, lambda: model.score_pairs(users, items))
     assert torch.equal(attacked, pairs)  # features reach only the frozen graphs
     assert all(torch.equal(_dense(g), old) for g, old in zip(model.item_graphs, graphs))
 
@@ -169,10 +144,7 @@ def test_score_pairs_and_branches_agree_and_ignore_features():
 def test_deterministic_and_other_numbers_of_modalities():
     ds = random_dataset()
     batch = triplet_batch(ds)
-    a, b = _model(ds, seed=3), _model(ds, seed=3)
-    assert torch.equal(train_steps(a, batch, 4), train_steps(b, batch, 4))
-    with torch.no_grad():
-        assert torch.equal(a.score(torch.arange(5)), b.score(torch.arange(5)))
+    assert_deterministic_training(_model, ds, batch, steps=4)
     one = _model(ds, modalities=["textual"])
     assert len(one.item_graphs) == 2 and torch.isfinite(one.loss(batch))
     three = _model(random_dataset(modalities=("visual", "textual", "audio"), dims=(8, 6, 5)))
@@ -180,6 +152,5 @@ def test_deterministic_and_other_numbers_of_modalities():
 
 
 def test_one_epoch_through_the_trainer():
-    fit, test = fit_through_trainer(_model(structured_dataset(), batch_size=128), structured_dataset(),
-                                    batch_size=128)
-    assert fit.epochs_run == 1 and 0.0 <= test.values[10]["Recall"] <= 1.0
+    ds = structured_dataset()
+    assert_one_trainer_epoch(_model(ds, batch_size=128), ds, batch_size=128)

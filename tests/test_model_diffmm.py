@@ -6,23 +6,14 @@ from torch.nn import functional as F
 from elliot.dataset.samplers import BPRSampler, UserChunkSampler
 from elliot.recommender.diffusion import GaussianDiffusion, RowDenoiser, dense_rows
 from external.models.diffmm import DiffMM
-from tests.helpers import (assert_same_loss_and_grads, fit_through_trainer, random_dataset, scoring_views,
+from tests.helpers import (assert_branches_sum_to_score, assert_deterministic_training, assert_one_trainer_epoch,
+                           assert_same_loss_and_grads, assert_views_agree, dense_graph, dense_sym_norm, model_factory,
+                           random_dataset, replaced_feature_grad, scores_with_replaced_feature, single_thread_fixture,
                            structured_dataset, train_steps, triplet_batch)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in DiffMM.declared_params()}
-    params.update({"factors": 8, "dims": [12], "batch_size": 64, "diff_batch_size": 10, "seed": seed}, **hp)
-    torch.manual_seed(seed)
-    return DiffMM(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(DiffMM, seed_param=True, factors=8, dims=[12], batch_size=64, diff_batch_size=10)
 
 
 def _authors_schedule(s=0.1, lo=1e-4, hi=0.02, steps=5):
@@ -96,13 +87,8 @@ def test_dense_rows_and_user_chunks():
 
 def _reference_loss(model, batch, ds):
     """The code's forward_MM / forward_cl_MM / contrastLoss (cl_method 1) and the BPR + reg terms, dense."""
-    nu, n = model.n_users, model.n_users + model.n_items
-    r = torch.as_tensor((ds.train > 0).toarray(), dtype=torch.float32)
-    a = torch.zeros(n, n)
-    a[:nu, nu:], a[nu:, :nu] = r, r.T
-    a = a + torch.eye(n)
-    d = a.sum(1).pow(-0.5)
-    adj = d.view(-1, 1) * a * d.view(1, -1)
+    nu = model.n_users
+    adj = dense_sym_norm(dense_graph(ds.train, self_loops=True))
     graphs = [g.to_dense() for g in model._generated_graphs()]
     user, item = model.embeddings[:nu], model.embeddings[nu:]
     feats = [F.normalize(lin(model.feature(m))) for m, lin in zip(model.modalities, model.trans_layers)]
@@ -150,8 +136,7 @@ def test_generated_graph_is_topk_of_the_reverse_chain():
     a = torch.eye(n)
     a[torch.arange(nu).repeat_interleave(2), top.reshape(-1) + nu] = 1
     a[top.reshape(-1) + nu, torch.arange(nu).repeat_interleave(2)] = 1
-    d = a.sum(1).pow(-0.5)
-    assert torch.allclose(model._generated_graphs()[1].to_dense(), d.view(-1, 1) * a * d.view(1, -1), atol=1e-6)
+    assert torch.allclose(model._generated_graphs()[1].to_dense(), dense_sym_norm(a), atol=1e-6)
 
 
 def test_diffusion_term_trains_only_the_denoisers_and_matches_reference():
@@ -182,28 +167,18 @@ def test_score_pairs_branches_and_features():
     ds = random_dataset()
     model = _model(ds)
     train_steps(model, triplet_batch(ds), steps=2)
-    users, items, full, cached, pairs = scoring_views(model, ds)
-    assert torch.allclose(full, cached)
-    assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
-    emb = model.modality_embeddings(users, items)
-    assert set(emb) == {"id", "visual", "textual"}
-    assert torch.allclose(sum(model.modality_scores(users, items).values()), pairs, atol=1e-5)
-    stored = model.feature("visual").clone()
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with model.features_replaced({"visual": stored + delta}):
-        model.score_pairs(users[:5], items[:5]).sum().backward()
-    assert delta.grad.abs().sum() > 0
-    with torch.no_grad(), model.features_replaced({"visual": stored * 3 + 1}):
-        attacked = model.score_pairs(users, items)
-    assert not torch.allclose(attacked, pairs)
+    users, items, _, pairs = assert_views_agree(model, ds)
+    assert_branches_sum_to_score(model, users, items, pairs, {"id", "visual", "textual"})
+    assert replaced_feature_grad(model, lambda: model.score_pairs(users[:5], items[:5])).abs().sum() > 0
+    attacked, clean = scores_with_replaced_feature(model, lambda: model.score_pairs(users, items))
+    assert not torch.allclose(attacked, pairs) and torch.allclose(clean, pairs)
 
 
 def test_state_restore_brings_back_the_graphs_and_determinism():
     ds = random_dataset()
     batch = triplet_batch(ds)
     batch["epoch_users"] = torch.arange(12)
-    a, b = _model(ds, seed=3), _model(ds, seed=3)
-    assert torch.equal(train_steps(a, batch, 3), train_steps(b, batch, 3))
+    a, _ = assert_deterministic_training(_model, ds, batch, steps=3)
     state = {k: v.clone() for k, v in a.state_dict().items()}
     with torch.no_grad():
         before = a.score(torch.arange(6))
@@ -219,7 +194,5 @@ def test_state_restore_brings_back_the_graphs_and_determinism():
 def test_one_epoch_through_the_trainer():
     ds = structured_dataset()
     model = _model(ds, batch_size=128, diff_batch_size=50)
-    fit, test = fit_through_trainer(model, ds, epochs=1, batch_size=128)
-    assert fit.epochs_run == 1 and fit.best_epoch == 1
-    assert 0.0 <= test.values[10]["Recall"] <= 1.0
+    assert_one_trainer_epoch(model, ds, batch_size=128)
     assert int(model.graph_epoch) == 0 and bool((model.generated >= 0).all())

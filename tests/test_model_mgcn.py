@@ -1,78 +1,45 @@
 import pytest
 import torch
-from torch.nn import functional as F
 
 from elliot.recommender.knn import knn_laplacian
 from external.models.mgcn import MGCN
 from tests.helpers import (assert_branches_sum_to_score, assert_deterministic_training, assert_one_trainer_epoch,
                            assert_same_loss_and_grads, assert_training_lowers_loss, assert_views_agree,
-                           model_factory, random_dataset, replaced_feature_grad, scores_with_replaced_feature,
+                           dense_knn_laplacian, model_factory, random_dataset, reference_content_side_loss,
+                           reference_content_view, replaced_feature_grad, scores_with_replaced_feature,
                            single_thread_fixture, structured_dataset, train_steps, triplet_batch)
 
 _one_thread = single_thread_fixture()
 _model = model_factory(MGCN, factors=8, top_k=4, lr=0.01, batch_size=64)
 
 
-def _dense_knn(x, k):
-    """MMRec: build_sim -> topk with values -> D^-1/2 S D^-1/2 (dense)."""
-    xn = x / x.norm(dim=1, keepdim=True)
-    sim = xn @ xn.T
-    val, ind = torch.topk(sim, k, dim=-1)
-    adj = torch.zeros_like(sim).scatter_(-1, ind, val)
-    d = adj.sum(-1).pow(-0.5)
-    d[torch.isinf(d)] = 0
-    return d.view(-1, 1) * adj * d.view(1, -1)
-
-
 def _reference_loss(model, batch, ds):
     """MMRec ``MGCN.forward`` + ``calculate_loss`` written out with dense matrices (two modalities)."""
     nu = model.n_users
-    r = torch.as_tensor(ds.train.toarray())
-    a = torch.zeros(nu + model.n_items, nu + model.n_items)
-    a[:nu, nu:], a[nu:, :nu] = r, r.T
-    d = a.sum(1).pow(-0.5)
-    d[torch.isinf(d)] = 0
-    norm = d.view(-1, 1) * a * d.view(1, -1)
-    user, item = model.embeddings[:nu], model.embeddings[nu:]
+    ui_block, content = reference_content_view(model, ds.train)
+    item = model.embeddings[nu:]
     image = model.proj[0](model.feature("visual"))
     text = model.proj[1](model.feature("textual"))
     image_item = item * model.gate[0](image).sigmoid()
     text_item = item * model.gate[1](text).sigmoid()
-    ego = torch.cat([user, item])
-    layers = [ego]
-    for _ in range(model.n_ui_layers):
-        layers.append(norm @ layers[-1])
-    content = torch.stack(layers, 1).mean(1)
     for _ in range(model.n_layers):
-        image_item = _dense_knn(model.feature("visual"), model.top_k) @ image_item
-        text_item = _dense_knn(model.feature("textual"), model.top_k) @ text_item
-    image_emb = torch.cat([norm[:nu, nu:] @ image_item, image_item])
-    text_emb = torch.cat([norm[:nu, nu:] @ text_item, text_item])
+        image_item = dense_knn_laplacian(model.feature("visual"), model.top_k) @ image_item
+        text_item = dense_knn_laplacian(model.feature("textual"), model.top_k) @ text_item
+    image_emb = torch.cat([ui_block @ image_item, image_item])
+    text_emb = torch.cat([ui_block @ text_item, text_item])
     w = torch.softmax(torch.cat([model.query(image_emb), model.query(text_emb)], -1), -1)
     common = w[:, 0:1] * image_emb + w[:, 1:2] * text_emb
     sep_image = model.prefer[0](content).sigmoid() * (image_emb - common)
     sep_text = model.prefer[1](content).sigmoid() * (text_emb - common)
     side = (sep_image + sep_text + common) / 3
-    final = content + side
-    u, i, j = final[batch.users], final[nu + batch.pos_items], final[nu + batch.neg_items]
-    mf = -F.logsigmoid((u * i).sum(1) - (u * j).sum(1)).mean()
-    reg = ((u ** 2).sum() / 2 + (i ** 2).sum() / 2 + (j ** 2).sum() / 2) / model.hp["batch_size"]
-
-    def nce(v1, v2):
-        v1, v2 = F.normalize(v1, dim=1), F.normalize(v2, dim=1)
-        pos = torch.exp((v1 * v2).sum(-1) / 0.2)
-        ttl = torch.exp(v1 @ v2.T / 0.2).sum(1)
-        return -torch.log(pos / ttl).mean()
-
-    cl = nce(side[nu + batch.pos_items], content[nu + batch.pos_items]) + nce(side[batch.users], content[batch.users])
-    return mf + model.l_w * reg + model.cl_loss * cl
+    return reference_content_side_loss(model, batch, content, side)
 
 
 def test_knn_laplacian_matches_dense_mmrec_graph():
     x = torch.randn(50, 7)
     index, values = knn_laplacian(x, 5, chunk_size=7)
     dense = torch.zeros(50, 50).index_put((index[0], index[1]), values)
-    assert torch.allclose(dense, _dense_knn(x, 5), atol=1e-6)
+    assert torch.allclose(dense, dense_knn_laplacian(x, 5), atol=1e-6)
     x[3] = 0  # a zero row: no NaNs, zero weight
     _, values = knn_laplacian(x, 5)
     assert torch.isfinite(values).all()

@@ -3,38 +3,20 @@ import torch
 from torch.nn import functional as F
 
 from external.models.mmgcf import MMGCF
-from tests.helpers import (assert_same_loss_and_grads, fit_through_trainer, random_dataset, scoring_views,
+from tests.helpers import (assert_branches_sum_to_score, assert_deterministic_training, assert_one_trainer_epoch,
+                           assert_same_loss_and_grads, assert_views_agree, dense_graph, dense_layer_mean,
+                           dense_sym_norm, model_factory, random_dataset, replaced_feature_grad, single_thread_fixture,
                            structured_dataset, train_steps, triplet_batch)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in MMGCF.declared_params()}
-    params.update({"factors": 8, "factors_multimod": 8, "batch_size": 64, "seed": seed}, **hp)
-    torch.manual_seed(seed)
-    return MMGCF(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(MMGCF, seed_param=True, factors=8, factors_multimod=8, batch_size=64)
 
 
 def _reference_loss(model, batch, ds):
     """MMRec MMGCF.forward(norm_adj) + calculate_loss, dense (dropout 0: the full normalised graph)."""
-    nu, n = model.n_users, model.n_users + model.n_items
-    r = torch.as_tensor((ds.train > 0).toarray(), dtype=torch.float32)
-    a = torch.zeros(n, n)
-    a[:nu, nu:], a[nu:, :nu] = r, r.T
-    d = (a.sum(1) + 1e-7).pow(-0.5)
-    adj = d.view(-1, 1) * a * d.view(1, -1)
-    ego, layers = model.embeddings, [model.embeddings]
-    for _ in range(model.n_ui_layers):
-        ego = adj @ ego
-        layers.append(ego)
-    out = torch.stack(layers, 1).mean(1)
+    nu = model.n_users
+    out = dense_layer_mean(dense_sym_norm(dense_graph(ds.train), eps=1e-7), model.embeddings, model.n_ui_layers)
     users, items = out[:nu], out[nu:]
     feats = [lin(model.feature(m)) for m, lin in zip(model.modalities, model.proj)]
     mode, weighting = model.fusion_mode, model.weighting
@@ -77,15 +59,9 @@ def test_branches_sum_to_the_score(hp):
     model = _model(ds, **hp)
     train_steps(model, triplet_batch(ds), steps=3)
     model.eval()
-    users, items, full, cached, pairs = scoring_views(model, ds)
-    assert torch.allclose(full, cached) and torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
-    assert set(model.modality_embeddings(users, items)) == {"id", "visual", "textual"}
-    assert torch.allclose(sum(model.modality_scores(users, items).values()), pairs, atol=1e-5)
-    stored = model.feature("visual").clone()
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with model.features_replaced({"visual": stored + delta}):
-        model.score_pairs(users[:5], items[:5]).sum().backward()
-    assert delta.grad.abs().sum() > 0
+    users, items, _, pairs = assert_views_agree(model, ds)
+    assert_branches_sum_to_score(model, users, items, pairs, {"id", "visual", "textual"})
+    assert replaced_feature_grad(model, lambda: model.score_pairs(users[:5], items[:5])).abs().sum() > 0
 
 
 def test_pruning_is_seeded_and_degree_sensitive():
@@ -98,11 +74,9 @@ def test_pruning_is_seeded_and_degree_sensitive():
     assert not torch.equal(a._masked_adj.to_dense(), b._masked_adj.to_dense())
     kept = (a._masked_adj.to_dense()[: ds.n_users, ds.n_users:] > 0).sum()
     assert kept == int(ds.train.nnz * 0.5)
-    batch = triplet_batch(ds)
-    assert torch.equal(train_steps(_model(ds, seed=2), batch, 3), train_steps(_model(ds, seed=2), batch, 3))
+    assert_deterministic_training(_model, ds, triplet_batch(ds), steps=3, seed=2)
 
 
 def test_one_trainer_epoch():
     ds = structured_dataset()
-    fit, test = fit_through_trainer(_model(ds, batch_size=128), ds, epochs=1, batch_size=128)
-    assert fit.epochs_run == 1 and 0.0 <= test.values[10]["Recall"] <= 1.0
+    assert_one_trainer_epoch(_model(ds, batch_size=128), ds, batch_size=128)

@@ -4,36 +4,19 @@ from torch.nn import functional as F
 
 from external.models.mvgae import MVGAE
 from external.models.mvgae.mvgae import product_of_experts
-from tests.helpers import (assert_same_loss_and_grads, fit_through_trainer, random_dataset, scoring_views,
-                           structured_dataset, train_steps, triplet_batch)
+from tests.helpers import (assert_deterministic_training, assert_one_trainer_epoch, assert_same_loss_and_grads,
+                           assert_views_agree, dense_graph, model_factory, random_dataset, replaced_feature_grad,
+                           single_thread_fixture, structured_dataset, train_steps, triplet_batch)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in MVGAE.declared_params()}
-    params.update({"factors": 8, "dim_latent": 6, "collab_dim": 5, "batch_size": 64, "seed": seed}, **hp)
-    torch.manual_seed(seed)
-    return MVGAE(ds, params, torch.device("cpu"))
-
-
-def _mean_adj(ds):
-    nu, n = ds.n_users, ds.n_users + ds.n_items
-    r = torch.as_tensor((ds.train > 0).toarray(), dtype=torch.float32)
-    a = torch.eye(n)
-    a[:nu, nu:], a[nu:, :nu] = a[:nu, nu:] + r, a[nu:, :nu] + r.T
-    return a / a.sum(1, keepdim=True)
+_one_thread = single_thread_fixture()
+_model = model_factory(MVGAE, seed_param=True, factors=8, dim_latent=6, collab_dim=5, batch_size=64)
 
 
 def _reference_loss(model, batch, ds):
     """The code's GCN / ProductOfExperts / recon_loss / kl_loss, dense, in eval mode (no dropout, z = μ)."""
-    adj = _mean_adj(ds)
+    a = dense_graph(ds.train, self_loops=True)
+    adj = a / a.sum(1, keepdim=True)
 
     def conv(c, x):
         return F.normalize(adj @ (x @ c.weight) + c.bias, p=2, dim=-1)
@@ -115,21 +98,13 @@ def test_hooks_and_features():
     model = _model(ds)
     train_steps(model, triplet_batch(ds), steps=2)
     model.eval()
-    users, items, full, cached, pairs = scoring_views(model, ds)
-    assert torch.allclose(full, cached) and torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
+    users, items, _, _ = assert_views_agree(model, ds)
     assert set(model.modality_embeddings(users, items)) == {"visual", "textual", "id"}
-    stored = model.feature("visual").clone()
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with model.features_replaced({"visual": stored + delta}):
-        model.score_pairs(users[:5], items[:5]).sum().backward()
-    assert delta.grad.abs().sum() > 0
+    assert replaced_feature_grad(model, lambda: model.score_pairs(users[:5], items[:5])).abs().sum() > 0
 
 
 def test_determinism_and_one_trainer_epoch():
     ds = random_dataset()
-    batch = triplet_batch(ds)
-    a, b = _model(ds, seed=4), _model(ds, seed=4)
-    assert torch.equal(train_steps(a, batch, 3), train_steps(b, batch, 3))
+    assert_deterministic_training(_model, ds, triplet_batch(ds), steps=3, seed=4)
     ds = structured_dataset()
-    fit, test = fit_through_trainer(_model(ds, batch_size=128), ds, epochs=1, batch_size=128)
-    assert fit.epochs_run == 1 and 0.0 <= test.values[10]["Recall"] <= 1.0
+    assert_one_trainer_epoch(_model(ds, batch_size=128), ds, batch_size=128)

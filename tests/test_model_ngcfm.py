@@ -3,33 +3,20 @@ import torch
 from torch.nn import functional as F
 
 from external.models.ngcfm import NGCFM
-from tests.helpers import (assert_same_loss_and_grads, fit_through_trainer, random_dataset, scoring_views,
+from tests.helpers import (assert_branches_sum_to_score, assert_deterministic_training, assert_one_trainer_epoch,
+                           assert_same_loss_and_grads, assert_training_lowers_loss, assert_views_agree, dense_graph,
+                           model_factory, random_dataset, replaced_feature_grad, single_thread_fixture,
                            structured_dataset, train_steps, triplet_batch)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in NGCFM.declared_params()}
-    params.update({"factors": 8, "lr": 0.01, "batch_size": 64}, **hp)
-    torch.manual_seed(seed)
-    return NGCFM(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(NGCFM, factors=8, lr=0.01, batch_size=64)
 
 
 def _reference_loss(model, batch, ds):
     """The fork's ``NGCFMModel.train_step`` (message dropout 0) with a dense D^-1 (A + I)."""
     nu = model.n_users
-    r = torch.as_tensor(ds.train.toarray())
-    a = torch.zeros(nu + model.n_items, nu + model.n_items)
-    a[:nu, nu:], a[nu:, :nu] = r, r.T
-    a = a + torch.eye(len(a))
+    a = dense_graph(ds.train, self_loops=True)
     adj = a / a.sum(1, keepdim=True)
     layers = [model.embedding]
     for lin1, lin2 in zip(model.w1, model.w2):
@@ -73,10 +60,7 @@ def test_loss_and_gradients_match_the_fork(hp):
 def test_training_lowers_loss_and_trains_every_part():
     ds = random_dataset()
     model = _model(ds)
-    batch = triplet_batch(ds)
-    first = model.loss(batch).item()
-    train_steps(model, batch, 25)
-    assert model.loss(batch).item() < first
+    assert_training_lowers_loss(model, triplet_batch(ds), 25)
     assert model.proj.weight.grad.abs().sum() > 0 and model.theta.grad.abs().sum() > 0
     assert model.w1[0].weight.grad.abs().sum() > 0
 
@@ -86,31 +70,19 @@ def test_scores_hooks_and_features():
     model = _model(ds, node_dropout=[0.2])
     train_steps(model, triplet_batch(ds), steps=3)
     model.eval()
-    users, items, full, cached, pairs = scoring_views(model, ds)
-    assert torch.allclose(full, cached)
-    assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
-    emb = model.modality_embeddings(users, items)
-    assert set(emb) == {"id", "visual", "textual"}
-    assert torch.allclose(sum(model.modality_scores(users, items).values()), pairs, atol=1e-5)
-    stored = model.feature("visual").clone()
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with model.features_replaced({"visual": stored + delta}):
-        model.score_pairs(users[:5], items[:5]).sum().backward()
-    assert delta.grad.abs().sum() > 0
+    users, items, _, pairs = assert_views_agree(model, ds)
+    assert_branches_sum_to_score(model, users, items, pairs, {"id", "visual", "textual"})
+    assert replaced_feature_grad(model, lambda: model.score_pairs(users[:5], items[:5])).abs().sum() > 0
 
 
 def test_deterministic_and_one_modality():
     ds = random_dataset()
     batch = triplet_batch(ds)
-    a, b = _model(ds, seed=3), _model(ds, seed=3)
-    assert torch.equal(train_steps(a, batch, 4), train_steps(b, batch, 4))
-    with torch.no_grad():
-        assert torch.equal(a.score(torch.arange(5)), b.score(torch.arange(5)))
+    assert_deterministic_training(_model, ds, batch, steps=4)
     one = _model(ds, modalities=["textual"])
     assert one.proj.in_features == 6 and torch.isfinite(one.loss(batch))
 
 
 def test_one_epoch_through_the_trainer():
-    fit, test = fit_through_trainer(_model(structured_dataset(), batch_size=128), structured_dataset(),
-                                    batch_size=128)
-    assert fit.epochs_run == 1 and 0.0 <= test.values[10]["Recall"] <= 1.0
+    ds = structured_dataset()
+    assert_one_trainer_epoch(_model(ds, batch_size=128), ds, batch_size=128)

@@ -8,24 +8,15 @@ from elliot.errors import ConfigError
 from elliot.recommender.knn import knn_graph
 from external.models.pgl import PGL
 from external.models.pgl.pgl import principal_subgraph
-from tests.helpers import (assert_same_loss_and_grads, fit_through_trainer, random_dataset, scoring_views,
-                           structured_dataset, train_steps, triplet_batch)
+from tests.helpers import (assert_branches_sum_to_score, assert_deterministic_training, assert_one_trainer_epoch,
+                           assert_same_loss_and_grads, assert_training_lowers_loss, assert_views_agree,
+                           dense_layer_mean, model_factory, random_dataset, reference_info_nce, replaced_feature_grad,
+                           scores_with_replaced_feature, single_thread_fixture, structured_dataset, train_steps,
+                           triplet_batch)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _model(ds, seed=0, **hp):
-    params = {p.name: p.default for p in PGL.declared_params()}
-    params.update({"factors": 8, "factors_multimod": 8, "top_k": 4, "lr": 0.01, "batch_size": 64}, **hp)
-    torch.manual_seed(seed)
-    return PGL(ds, params, torch.device("cpu"))
+_one_thread = single_thread_fixture()
+_model = model_factory(PGL, factors=8, factors_multimod=8, top_k=4, lr=0.01, batch_size=64)
 
 
 def _dense_knn(x, k):
@@ -47,20 +38,11 @@ def _reference_loss(model, batch, ds, adj):
     h = item
     for _ in range(model.n_layers):
         h = mm_adj @ h
-    layers = [torch.cat([user, item])]
-    for _ in range(model.n_ui_layers):
-        layers.append(adj @ layers[-1])
-    allemb = torch.stack(layers, 1).mean(1)
+    allemb = dense_layer_mean(adj, torch.cat([user, item]), model.n_ui_layers)
     ua, ia = allemb[:nu], allemb[nu:] + h
     u, i, j = ua[batch.users], ia[batch.pos_items], ia[batch.neg_items]
     mf = -F.logsigmoid((u * i).sum(1) - (u * j).sum(1)).mean()
-
-    def nce(v1, v2):
-        v1, v2 = F.normalize(v1, dim=1), F.normalize(v2, dim=1)
-        pos = torch.exp((v1 * v2).sum(-1) / 0.2)
-        return -torch.log(pos / torch.exp(v1 @ v2.T / 0.2).sum(1)).mean()
-
-    return mf + model.l_w * (nce(u, u) + nce(i, i)) / 2
+    return mf + model.l_w * (reference_info_nce(u, u) + reference_info_nce(i, i)) / 2
 
 
 @pytest.mark.parametrize("hp", [{}, {"l_w": 0.5, "dropout": 0.0, "n_layers": 2, "n_ui_layers": 3}])
@@ -107,12 +89,7 @@ def test_global_principal_subgraph_matches_dense_svd():
 def test_training_lowers_loss_and_trains_projections():
     ds = random_dataset()
     model = _model(ds, l_w=0.1)
-    batch = triplet_batch(ds)
-    model.on_epoch_start(0)
-    first = model.loss(batch).item()
-    train_steps(model, batch, 25)
-    model.on_epoch_start(0)
-    assert model.loss(batch).item() < first
+    assert_training_lowers_loss(model, triplet_batch(ds), 25, reset=lambda: model.on_epoch_start(0))
     assert model.proj[1].weight.grad.abs().sum() > 0 and model.user_emb.grad.abs().sum() > 0
     assert model.lr_multiplier(50) == pytest.approx(0.96)
 
@@ -121,38 +98,25 @@ def test_score_pairs_and_branches_agree():
     ds = random_dataset()
     model = _model(ds)
     train_steps(model, triplet_batch(ds), steps=3)
-    users, items, full, cached, pairs = scoring_views(model, ds)
-    assert torch.allclose(full, cached)
-    assert torch.allclose(pairs, full.gather(1, items.view(-1, 1)).squeeze(1), atol=1e-5)
-    emb = model.modality_embeddings(users, items)
-    assert set(emb) == {"visual", "textual"}
-    assert all(eu.shape == (len(users), 8) and ei.shape == (len(users), 8) for eu, ei in emb.values())
-    assert torch.allclose(sum(model.modality_scores(users, items).values()), pairs, atol=1e-5)
+    users, items, _, pairs = assert_views_agree(model, ds)
+    assert_branches_sum_to_score(model, users, items, pairs, {"visual", "textual"})
 
 
 def test_replaced_features_reach_the_score_not_the_graph():
     ds = random_dataset()
     model = _model(ds)
     graph = model.item_adj.to_dense().clone()
-    stored = model.feature("visual").clone()
     users, items = torch.arange(5), torch.arange(5)
-    delta = torch.zeros_like(stored, requires_grad=True)
-    with model.features_replaced({"visual": stored + delta}):
-        model.modality_scores(users, items)["visual"].sum().backward()
-    assert delta.grad.abs().sum() > 0
-    with torch.no_grad(), model.features_replaced({"visual": stored * 3 + 1}):
-        attacked = model.score_pairs(users, items)
-    assert not torch.allclose(attacked, model.score_pairs(users, items))
+    assert replaced_feature_grad(model, lambda: model.modality_scores(users, items)["visual"]).abs().sum() > 0
+    attacked, clean = scores_with_replaced_feature(model, lambda: model.score_pairs(users, items))
+    assert not torch.allclose(attacked, clean)
     assert torch.equal(model.item_adj.to_dense(), graph)
 
 
 def test_deterministic_one_modality_and_sizes():
     ds = random_dataset()
     batch = triplet_batch(ds)
-    a, b = _model(ds, seed=3, l_w=0.1), _model(ds, seed=3, l_w=0.1)
-    assert torch.equal(train_steps(a, batch, 4), train_steps(b, batch, 4))
-    with torch.no_grad():
-        assert torch.equal(a.score(torch.arange(5)), b.score(torch.arange(5)))
+    assert_deterministic_training(lambda d, seed: _model(d, seed=seed, l_w=0.1), ds, batch, steps=4)
     one = _model(ds, modalities=["textual"])
     assert one.hp["mw"] == [1.0] and torch.isfinite(one.loss(batch))
     with pytest.raises(ConfigError, match="factors_multimod"):
@@ -160,6 +124,5 @@ def test_deterministic_one_modality_and_sizes():
 
 
 def test_one_epoch_through_the_trainer():
-    fit, test = fit_through_trainer(_model(structured_dataset(), batch_size=128), structured_dataset(),
-                                    batch_size=128)
-    assert fit.epochs_run == 1 and 0.0 <= test.values[10]["Recall"] <= 1.0
+    ds = structured_dataset()
+    assert_one_trainer_epoch(_model(ds, batch_size=128), ds, batch_size=128)

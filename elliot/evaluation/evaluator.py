@@ -25,12 +25,8 @@ MMRec's protocol, read in its code (github.com/enoche/MMRec, commit e775373):
   l.12-15, ``src/utils/topk_evaluator.py`` l.88-101), as ours.
 With both settings a run follows MMRec's protocol.
 
-Cold-start metrics (only when the catalogue holds cold items, i.e. ``item_catalogue: all`` and items
-without a training interaction): on the test split, :meth:`Evaluator.evaluate` also reports every simple
-metric restricted to the test interactions whose item is cold, as ``<metric>_cold`` (``Recall_cold``, a
-column next to ``Recall`` in ``performance/rec_cutoff_<k>_...tsv``): the users are those with >= 1 cold test
-item, only their cold test items are relevant, and the ranking is the same full ranking as the overall
-metrics (same scores and masks; a warm test item ranked above is a miss), computed in the same scoring pass.
+Cold-start metrics (``<metric>_cold`` on the test split when the catalogue holds cold items): see
+:mod:`elliot.evaluation.cold`; they are computed in the same scoring pass as the overall metrics.
 
 Sampled evaluation (Elliot's ``negative_sampling``, see :mod:`elliot.evaluation.negative_sampling`): each
 user's candidates are its split items plus its negatives; every other item scores -inf, then the masks
@@ -46,6 +42,7 @@ cutoffs do not apply (the values are repeated at every cutoff so the result layo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -55,12 +52,11 @@ import scipy.sparse as sp
 import torch
 
 from elliot.dataset.dataset import Dataset
+from elliot.evaluation.cold import ColdStart, add_cold_values
 from elliot.evaluation.metrics import (RankingContext, compute_metrics, merge_contexts, needs_full_ranks,
                                       prepare_complex_metrics)
 from elliot.evaluation.metrics.rating import RatingContext, compute_rating_metrics
 from elliot.evaluation.negative_sampling import negatives_for_split
-
-COLD_SUFFIX = "_cold"  # result name of a cold-start metric: Recall_cold, nDCG_cold, ...
 
 
 @dataclass
@@ -114,6 +110,12 @@ def _negatives_above(scores: torch.Tensor, owner: torch.Tensor, rel_scores: torc
     return out
 
 
+def _merged(parts: List[RankingContext], counts: np.ndarray) -> RankingContext:
+    """The batches' contexts of one pass merged, with the pass's candidate counts per item."""
+    merged = merge_contexts(parts)
+    return dataclasses.replace(merged, candidate_item_counts=counts) if parts else merged
+
+
 class Evaluator:
     """Evaluates any model (``score(users)``) on the validation / test split.
 
@@ -137,10 +139,6 @@ class Evaluator:
         self.top_k = max(int(top_k or 0), self.cutoffs[-1])
         self.popularity = dataset.item_popularity()
         self._n_train = np.diff(dataset.train.indptr).astype(np.int64)
-        # cold items: only a catalogue that includes items without a training interaction has them
-        self._cold = (dataset.cold_items() if getattr(dataset, "item_catalogue", "train") == "all"
-                      else np.zeros(dataset.n_items, dtype=bool))
-        self._cold_ratings: Dict[str, sp.csr_matrix] = {}  # split -> its relevant ratings of cold items
         self.n_users_total = int((self._n_train > 0).sum())
         self._relevant = {}  # split -> bool CSR of the relevant (u, i), sorted indices
         self._ratings = {}  # split -> float64 CSR of their ratings, the same structure
@@ -156,6 +154,7 @@ class Evaluator:
             self._ratings[split] = rel
             self._relevant[split] = rel.astype(bool)
             self._graded[split] = bool(rel.nnz) and not np.all(rel.data == rel.data[0])
+        self._cold = ColdStart(dataset, self._ratings)
         self.complex_metrics = prepare_complex_metrics(list(complex_metrics or ()), dataset.user_ids,
                                                        dataset.item_ids, dataset.train)
         self.negative_sampling = dict(negative_sampling) if negative_sampling else None
@@ -242,14 +241,12 @@ class Evaluator:
         the :meth:`cold_users` and with only their cold items relevant (see :meth:`cold_ratings`)."""
         users = self.evaluated_users(split)
         ratings = self._ratings[split]
-        cold_ratings = self.cold_ratings(split) if cold else None
-        if cold_ratings is not None and not cold_ratings.nnz:
-            cold_ratings = None
-        n_cold = None if cold_ratings is None else np.diff(cold_ratings.indptr)
         n_items = self.dataset.n_items
+        cold_pass = self._cold.collector(split, n_items) if cold else None
         k = min(self.cutoffs[-1], n_items)
-        counts = {False: np.zeros(n_items, dtype=np.int64), True: np.zeros(n_items, dtype=np.int64)}
-        parts: Dict[bool, list] = {False: [], True: []}
+        context = functools.partial(self._batch_context, graded=self._graded[split], full_ranks=full_ranks, k=k)
+        counts = np.zeros(n_items, dtype=np.int64)
+        parts: List[RankingContext] = []
         model.eval()
         with torch.no_grad():
             model.prepare_scoring()
@@ -259,29 +256,14 @@ class Evaluator:
                     top, top_scores = top_t.cpu().numpy().astype(np.int64), top_scores_t.cpu().numpy()
                     finite = torch.isfinite(scores)
                     n_cand = finite.sum(1, dtype=torch.int32).cpu().numpy().astype(np.int64)
-                    counts[False] += finite.sum(0, dtype=torch.int32).cpu().numpy()
-                    parts[False].append(self._batch_context(batch, scores, top, top_scores, n_cand, ratings,
-                                                            self._graded[split], full_ranks, k))
-                    if n_cold is None:
-                        continue
-                    sel = np.flatnonzero(n_cold[batch] > 0)
-                    if not len(sel):
-                        continue
-                    sel_t = torch.from_numpy(sel).to(scores.device)
-                    counts[True] += finite[sel_t].sum(0, dtype=torch.int32).cpu().numpy()
-                    parts[True].append(self._batch_context(batch[sel], scores[sel_t], top[sel], top_scores[sel],
-                                                           n_cand[sel], cold_ratings, self._graded[split],
-                                                           full_ranks, k))
+                    counts += finite.sum(0, dtype=torch.int32).cpu().numpy()
+                    parts.append(context(batch, scores, top, top_scores, n_cand, ratings))
+                    if cold_pass is not None:
+                        cold_pass.add(batch, scores, finite, top, top_scores, n_cand, context)
             finally:
                 model.end_scoring()
-        out = []
-        for which in (False, True):
-            if which and cold_ratings is None:
-                out.append(None)
-                continue
-            merged = merge_contexts(parts[which])
-            out.append(dataclasses.replace(merged, candidate_item_counts=counts[which]) if parts[which] else merged)
-        return out[0], out[1]
+        cold_ctx = None if cold_pass is None else _merged(cold_pass.parts, cold_pass.counts)
+        return _merged(parts, counts), cold_ctx
 
     def _batch_context(self, batch: np.ndarray, scores: torch.Tensor, top: np.ndarray, top_scores: np.ndarray,
                        n_cand: np.ndarray, ratings: sp.csr_matrix, graded: bool, full_ranks: bool,
@@ -322,25 +304,14 @@ class Evaluator:
             n_train=self._n_train[batch], n_candidates=n_cand, user_index=batch.astype(np.int64),
             n_users_total=self.n_users_total)
 
-    # ---- cold-start evaluation (data_config.item_catalogue: all) -----------------------------------
+    # ---- cold-start evaluation (data_config.item_catalogue: all; elliot.evaluation.cold) -------------
     def cold_ratings(self, split: str) -> Optional[sp.csr_matrix]:
-        """The relevant ratings of ``split`` restricted to cold items (no training interaction), the same
-        CSR layout; None when the catalogue has no cold item (``item_catalogue: train``) or no such split."""
-        if split not in self._ratings or not self._cold.any():
-            return None
-        if split not in self._cold_ratings:  # once per split
-            rel = self._ratings[split].copy()
-            rel.data = np.where(self._cold[rel.indices], rel.data, 0.0)
-            rel.eliminate_zeros()
-            self._cold_ratings[split] = rel
-        return self._cold_ratings[split]
+        """The relevant ratings of ``split`` restricted to cold items (:meth:`ColdStart.ratings`)."""
+        return self._cold.ratings(split)
 
     def cold_users(self, split: str = "test") -> np.ndarray:
         """Users with at least one relevant cold item in ``split`` (the cold-start metrics' users)."""
-        rel = self.cold_ratings(split)
-        if rel is None:
-            return np.zeros(0, dtype=np.int64)
-        return np.flatnonzero(np.diff(rel.indptr) > 0).astype(np.int64)
+        return self._cold.users(split)
 
     def metric_names(self) -> List[str]:
         """Every result name :meth:`evaluate` reports by default: the simple metrics, then the complex
@@ -370,12 +341,7 @@ class Evaluator:
                                            cold=bool(cold_start))
         cutoffs = list(cutoffs or self.cutoffs)
         values, per_user = compute_metrics(ctx, cutoffs, names, prepared)
-        cold_users = None
-        if cold_ctx is not None:  # next to the overall values, as <metric>_cold (per-user values not kept)
-            cold_values, _ = compute_metrics(cold_ctx, cutoffs, names)
-            for k in cutoffs:
-                values[k].update({f"{name}{COLD_SUFFIX}": v for name, v in cold_values[k].items()})
-            cold_users = cold_ctx.user_index
+        cold_users = None if cold_ctx is None else add_cold_values(values, cold_ctx, cutoffs, names)
         return EvaluationResult(split=split, values=values, per_user=per_user, users=self.evaluated_users(split),
                                 cold_users=cold_users)
 

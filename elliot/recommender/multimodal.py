@@ -26,7 +26,7 @@ from torch import Tensor
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
-from elliot.recommender.base import Recommender
+from elliot.recommender.base import Recommender, TripletBatch, bpr_loss, gather_rows, l2_reg, unique_index
 
 #: Elliot's loader names -> our default modality names.
 LOADER_MODALITY = {"VisualAttribute": "visual", "TextualAttribute": "textual", "AudioAttribute": "audio"}
@@ -119,6 +119,24 @@ class ContentPlusPartsHooks:
     implements ``_rows(nodes) -> (content, [part_m])`` for node indices (users, then items offset by
     ``n_users``) from the current features.  Branches: ``"id"`` pairs the fused user vector with the
     item's content part, each modality with its own item part, so the branch scores sum to the fused one."""
+
+    def _bpr_head(self, batch: TripletBatch, **rows_kw) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The loss head of MMRec's MGCN and SMORE on the batch's unique nodes (``rows_kw`` go to ``_rows``): BPR on
+        the final embeddings of (user, positive, negative) plus ``l_w`` × their L2 over the CONFIGURED
+        ``batch_size``.  Returns ``(loss, content, side, users, positives)``: the unique rows' content and side
+        (Σ parts) embeddings and the row indices of the batch's users and positives in them (for the model's
+        own contrastive term)."""
+        n = len(batch.users)
+        nodes, inv = unique_index(torch.cat([batch.users, batch.pos_items + self.n_users,
+                                             batch.neg_items + self.n_users]), self.n_users + self.n_items)
+        content, parts = self._rows(nodes, **rows_kw)
+        side = sum(parts)
+        final = gather_rows(content + side, inv)
+        u, pos, neg = final[:n], final[n: 2 * n], final[2 * n:]
+        loss = bpr_loss((u * pos).sum(-1), (u * neg).sum(-1))
+        if self.l_w:
+            loss = loss + float(self.l_w) * l2_reg(u, pos, neg, batch_size=int(self.hp.get("batch_size", 1024)))
+        return loss, content, side, inv[:n], inv[n: 2 * n]
 
     def final_embeddings(self) -> Tuple[Tensor, Tensor]:
         content, parts = self._rows(None)  # None: every node

@@ -28,10 +28,9 @@ graph backbone each propagates every branch over the whole graph).  ``share_pass
 losses and gradients to 1e-6, ``tests/test_mb_cost.py``) shares what is identical within a step: one
 clean pass for every (sensitive, robust) pair; the PGD passes run with the parameters frozen (they
 need gradients w.r.t. δ only); and the distillation / adversarial passes go through an exact fast
-*embedder* δ -> e_i^v when the model has one (:func:`embedder_for`: a ``distillation_embedder``
-method or one registered with :func:`register_embedder` - ``external/models/balanced.py`` registers
-LightGCNM's, which uses the linearity of its propagation, and GRCN's, which runs modality v's refining
-layer alone); without one the clean pass is also PGD's first step.  Measured in docs/robustness.md.
+*embedder* δ -> e_i^v when the model has one (:func:`embedder_for`: its ``distillation_embedder``
+method - LightGCNM's uses the linearity of its propagation, GRCN's runs modality v's refining layer
+alone); without one the clean pass is also PGD's first step.  Measured in docs/robustness.md.
 
 Defaults (the defense block of the authors' MMRec integration): lambda 0.01, N 20, distill_eps 1.0
 (absolute, raw-feature units), pgd_steps 10, pgd_step_size 0.1.  PGD has no random start, and the
@@ -41,7 +40,7 @@ stream the rest of training uses, and ``enable: false`` builds no add-on at all 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -233,7 +232,6 @@ def frozen_parameters(model, enable: bool = True) -> Iterator[None]:
 #: inside ``features_replaced({modality: x^m.index_add(0, uniq, δ)})``, with gradients to δ and to the
 #: parameters.  ``clean_item_emb``: that value at δ = 0 from the caller's clean pass (with its graph).
 Embedder = Callable[[Tensor], Tensor]
-EMBEDDERS: Dict[type, Callable[..., Embedder]] = {}
 
 
 def generic_embedder(model, modality: str, users: Tensor, items: Tensor, clean_item_emb) -> Embedder:
@@ -248,18 +246,14 @@ def generic_embedder(model, modality: str, users: Tensor, items: Tensor, clean_i
     return embed
 
 
-def register_embedder(cls: type, embedder: Callable[..., Embedder]) -> None:
-    """An exact fast embedder for models of class ``cls`` (and subclasses that keep its
-    ``modality_embeddings``); must equal :func:`generic_embedder` in values and gradients."""
-    EMBEDDERS[cls] = embedder
-
-
 def embedder_for(model) -> Callable[..., Embedder]:
-    """The model's ``distillation_embedder`` method, else a registered one, else :func:`generic_embedder`."""
-    own = getattr(type(model), "distillation_embedder", None)
-    if own is not None:
-        return lambda m, *args: own(m, *args)
-    for klass in type(model).__mro__:
-        if klass in EMBEDDERS and type(model).modality_embeddings is klass.modality_embeddings:
-            return EMBEDDERS[klass]
+    """The model's exact fast embedder, its ``distillation_embedder(modality, users, items, clean_item_emb)``
+    method (equal to :func:`generic_embedder` in values and gradients), when the model keeps the
+    ``modality_embeddings`` of the class that defines it; else :func:`generic_embedder`."""
+    cls = type(model)
+    for klass in cls.__mro__:
+        if "distillation_embedder" in vars(klass):
+            if cls.modality_embeddings is klass.modality_embeddings:
+                return klass.distillation_embedder
+            break
     return generic_embedder

@@ -457,3 +457,29 @@ class GRCN(EmbeddingScoring, MultimodalRecommender):
         us, its = self.branches()
         return {name: (gather_rows(u, users), gather_rows(i, items))
                 for name, u, i in zip(["id"] + list(self.modalities), us, its)}
+
+    # ---- Modality Balancing ---------------------------------------------------------------------------
+    def distillation_embedder(self, modality: str, users: Tensor, items: Tensor, clean_item_emb: Optional[Tensor]):
+        """The exact fast embedder δ -> e_i^v of Modality Balancing
+        (:func:`elliot.training.defenses.modality_balancing.embedder_for`).  Branch v's item representations
+        depend on modality v's features, MLP and preferences only (the ID graph convolution and the other
+        modalities' refining are not needed): modality v's refining layer alone, on one copy of the graph (the
+        stacked run is block-diagonal, so the same values)."""
+        from elliot.recommender.base import unique_index
+
+        b = self.modalities.index(modality)
+        x = self.feature(modality).detach()
+        uniq, _ = unique_index(items, x.shape[0])
+
+        def embed(delta: Tensor) -> Tensor:
+            f = _normalize(F.leaky_relu(self.mlp[b](x.index_add(0, uniq, delta))))
+            p = _normalize(self.preference[b])
+            for _ in range(int(self.num_routing)):
+                _, hu = _Attention.apply(self.graph, p, f, False)
+                p = _normalize(hu.add_(p))
+            _, hu, _, hi = _Attention.apply(self.graph, p, f, True)
+            if self.has_act:
+                hi = F.leaky_relu(hi)
+            return gather_rows(hi.add_(f), items)
+
+        return embed

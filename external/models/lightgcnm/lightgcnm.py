@@ -36,7 +36,7 @@ exposed as the pair (e_u^b, e_i^b) = ([u_b, e_u] / √2, [e_i, i_b] / √2) (2·
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -44,7 +44,7 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, l2_reg, gather_rows
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, gather_rows, l2_reg, unique_index
 from elliot.recommender.graph import propagate_mean, propagate_sum, ui_propagation_op
 from elliot.recommender.multimodal import MultimodalRecommender
 
@@ -80,15 +80,19 @@ class LightGCNM(EmbeddingScoring, MultimodalRecommender):
     # ---- layer-0 inputs ----------------------------------------------------------------------------
     def _modality_inputs(self) -> List[Tensor]:
         """c_m (n_items, factors): modality m's additive contribution to the item layer-0 embedding."""
-        projected = [lin(self.feature(m)) for m, lin in zip(self.modalities, self.proj)]
+        return [self._modality_input(b, self.feature(m)) for b, m in enumerate(self.modalities)]
+
+    def _modality_input(self, b: int, x: Tensor) -> Tensor:
+        """c_b of the feature rows ``x`` of the ``b``-th modality."""
+        p = self.proj[b](x)
         if self.normalize:
-            projected = [F.normalize(p, p=2, dim=1) for p in projected]
+            p = F.normalize(p, p=2, dim=1)
         if self.aggregation == "mean":
-            return [p / len(projected) for p in projected]
+            return p / len(self.modalities)
         if self.aggregation == "sum":
-            return projected
+            return p
         k = int(self.factors)
-        return [p @ self.fuse.weight[:, m * k:(m + 1) * k].T for m, p in enumerate(projected)]
+        return p @ self.fuse.weight[:, b * k:(b + 1) * k].T
 
     def _ego(self) -> Tensor:
         items = sum(self._modality_inputs())
@@ -135,3 +139,30 @@ class LightGCNM(EmbeddingScoring, MultimodalRecommender):
         for b, branch in enumerate(["id", *self.modalities]):
             out[branch] = (torch.cat([ub[:, b], eu], 1) * scale, torch.cat([ei, ib[:, b]], 1) * scale)
         return out
+
+    # ---- Modality Balancing ---------------------------------------------------------------------------
+    def distillation_embedder(self, modality: str, users: Tensor, items: Tensor, clean_item_emb: Optional[Tensor]):
+        """The exact fast embedder δ -> e_i^v of Modality Balancing
+        (:func:`elliot.training.defenses.modality_balancing.embedder_for`).  Propagation is linear and δ changes
+        only the layer-0 rows c_v of the distinct items U, so e_i^v(δ) = e_i^v(0) + [d, d]/√2 with
+        d = P_UU (c_v(x_U + δ) − c_v(x_U)) (rows of the aligned items), P_UU = the U x U block of
+        1/(K+1) Σ_k A^k (one propagation of |U| indicator columns per batch).  Without ``clean_item_emb``
+        (e_i^v(0)) it is computed by one ``modality_embeddings`` pass."""
+        if clean_item_emb is None:
+            clean_item_emb = self.modality_embeddings(users, items)[modality][1]
+        b, nu = self.modalities.index(modality), self.n_users
+        x = self.feature(modality).detach()
+        uniq, inv = unique_index(items, x.shape[0])
+        with torch.no_grad():
+            ind = x.new_zeros(nu + self.n_items, len(uniq))
+            ind[nu + uniq, torch.arange(len(uniq), device=x.device)] = 1.0
+            block = propagate_mean(self.adj, ind, self.n_layers).index_select(0, nu + uniq)  # P_UU
+        x_u = x.index_select(0, uniq)
+        c_clean = self._modality_input(b, x_u)
+        scale = 1.0 / math.sqrt(2.0)
+
+        def embed(delta: Tensor) -> Tensor:
+            d = (block @ (self._modality_input(b, x_u + delta) - c_clean)).index_select(0, inv)
+            return clean_item_emb + torch.cat([d, d], 1) * scale
+
+        return embed

@@ -56,7 +56,7 @@ from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
-from elliot.recommender.base import EmbeddingScoring, TripletBatch, bpr_loss, gather_rows, l2_reg, unique_index
+from elliot.recommender.base import EmbeddingScoring, TripletBatch, gather_rows
 from elliot.recommender.graph import propagate_mean, scipy_to_torch, symmetric_normalize, user_item_adjacency
 from elliot.recommender.knn import knn_laplacian
 from elliot.recommender.multimodal import ContentPlusPartsHooks, MultimodalRecommender
@@ -151,18 +151,9 @@ class MGCN(ContentPlusPartsHooks, EmbeddingScoring, MultimodalRecommender):
 
     # ---- training -----------------------------------------------------------------------------------
     def loss(self, batch: TripletBatch) -> Tensor:
-        n = len(batch.users)
-        nodes, inv = unique_index(torch.cat([batch.users, batch.pos_items + self.n_users,
-                                             batch.neg_items + self.n_users]), self.n_users + self.n_items)
-        content, parts = self._rows(nodes)
-        side = sum(parts)
-        final = gather_rows(content + side, inv)
-        u, pos, neg = final[:n], final[n: 2 * n], final[2 * n:]
-        loss = bpr_loss((u * pos).sum(-1), (u * neg).sum(-1))
-        if self.l_w:
-            loss = loss + float(self.l_w) * l2_reg(u, pos, neg, batch_size=int(self.hp.get("batch_size", 1024)))
+        loss, content, side, idx_u, idx_i = self._bpr_head(batch)
         if self.cl_loss:
-            tau, idx_u, idx_i = float(self.temp), inv[:n], inv[n: 2 * n]
+            tau = float(self.temp)
             loss = loss + float(self.cl_loss) * (
                 info_nce(gather_rows(side, idx_i), gather_rows(content, idx_i), tau)
                 + info_nce(gather_rows(side, idx_u), gather_rows(content, idx_u), tau))
