@@ -129,6 +129,12 @@ TYPOS = [
     ("tracking", {"mlflow": {"tracking_url": "file:./mlruns"}},
      "at experiment.tracking.mlflow (did you mean 'tracking_uri'?)"),
     ("tracking.mlflw", {"tracking_uri": "file:./mlruns"}, "at experiment.tracking (did you mean 'mlflow'?)"),
+    ("evaluation.attacks", [{"method": "fgsm_l2", "eps_ration": 0.05}], "(did you mean 'eps_ratio'?)"),
+    ("evaluation.attacks", [{"method": "PGD", "nb_iters": 10}], "(did you mean 'nb_iter'?)"),
+    ("evaluation.attacks", [{"method": "promotion", "target": 50}], "(did you mean 'targets'?)"),
+    ("evaluation.attacks", [{"method": "missing_modality", "mode": "zero", "fractoin": 0.5}],
+     "(did you mean 'fraction'?)"),
+    ("evaluation.attacks", [{"method": "fgsm_l3"}], "did you mean 'fgsm_l2'?"),
 ]
 
 

@@ -16,7 +16,9 @@ from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StrictBool
 from pydantic import StrictInt, StrictStr, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
+from elliot.config.attack_keys import ALIASES, METHOD_KEYS, METHODS
 from elliot.config.elliot_compat import IGNORED_META, LOADER_SPELLINGS
 from elliot.config.schema_types import (Alternatives, Block, Flag, PositiveInt, ci_pattern, integer, name_of, number,
                                         one_or_list, open_mapping)
@@ -287,10 +289,47 @@ class ComplexMetric(Block):
         return f"key of {name}", ["metric", *COMPLEX_METRICS[name]]
 
 
-_ATTACK = {"type": "object", "required": ["method"], "properties": {"method": {"type": "string"}}}
-#: validated by elliot.evaluation.attacks (its keys depend on the method; see docs/robustness.md)
-Attacks = Annotated[Any, WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "string"}, _ATTACK, {
-    "type": "array", "items": {"anyOf": [{"type": "string"}, _ATTACK]}}, {"type": "null"}],
+def _attack_schema() -> dict:
+    """An attack entry: ``method`` one of the methods or aliases, and per method only its keys
+    (:data:`elliot.config.attack_keys.METHOD_KEYS`, the table the attack validator uses)."""
+    cases = []
+    for method in METHODS:
+        spellings = [method] + [alias for alias, target in ALIASES.items() if target == method]
+        cases.append({"if": {"properties": {"method": {"pattern": ci_pattern(spellings)}}},
+                      "then": {"propertyNames": {"enum": sorted(METHOD_KEYS[method])}}})
+    return {"type": "object", "required": ["method"],
+            "properties": {"method": {"type": "string", "pattern": ci_pattern([*METHODS, *ALIASES])}},
+            "allOf": cases}
+
+
+_ATTACK = _attack_schema()
+_ATTACK_NAME = {"type": "string", "pattern": ci_pattern([*METHODS, *ALIASES])}  # the shorthand "- fgsm_l2"
+def _attack_keys(value):
+    """Methods and key names of the attack entries, checked with the other keys of the file (before any
+    data file is looked for); values, budgets and modalities are checked by elliot.evaluation.attacks."""
+    entries = value if isinstance(value, list) else [value]
+    for entry in entries:
+        if isinstance(entry, (str, dict)):
+            method = entry if isinstance(entry, str) else entry.get("method")
+            if method is None:
+                continue  # the attack validator says "an attack needs 'method'"
+            method = ALIASES.get(str(method).lower(), str(method).lower())
+            if method not in METHODS:
+                raise PydanticCustomError("unknown_key", "unknown {kind} '{key}'",  # said with the key typos
+                                          {"kind": "attack method", "key": str(entry if isinstance(entry, str)
+                                                                               else entry["method"]),
+                                           "valid": [*METHODS, *ALIASES]})
+            for key in entry if isinstance(entry, dict) else ():
+                if key not in METHOD_KEYS[method]:
+                    raise PydanticCustomError("unknown_key", "unknown {kind} '{key}'",
+                                              {"kind": f"key for attack '{method}'", "key": str(key),
+                                               "valid": sorted(METHOD_KEYS[method])})
+    return value
+
+
+#: checked again (values, budgets, modalities) by elliot.evaluation.attacks; see docs/robustness.md
+Attacks = Annotated[Any, BeforeValidator(_attack_keys), WithJsonSchema({"anyOf": [{"type": "boolean"}, _ATTACK_NAME, _ATTACK, {
+    "type": "array", "items": {"anyOf": [_ATTACK_NAME, _ATTACK]}}, {"type": "null"}],
     "description": "attacks on the item features, e.g. {method: fgsm_l2, modality: each, eps_ratio: 0.05}; methods: "
                    "fgsm_l2, fgsm, msap, certified_radius, promotion, missing_modality (docs/robustness.md); "
                    "validated by elliot.evaluation.attacks"})]

@@ -49,26 +49,9 @@ from elliot.errors import ConfigError, did_you_mean, unknown_name
 #: what ``start_experiments.py --eval_attack`` adds to the evaluation section
 DEFAULT_ATTACK: Dict[str, Any] = {"method": "fgsm_l2", "modality": "all", "eps_ratio": 0.05}
 
-METHODS = ("fgsm_l2", "fgsm", "msap", "certified_radius", "promotion", "missing_modality")
-ALIASES = {"pgd": "msap", "fgsm_linf": "fgsm", "certify": "certified_radius", "missing": "missing_modality"}
-#: the gradient attacks a promotion entry can use (``attack:``)
-PROMOTION_ATTACKS = ("fgsm_l2", "fgsm", "msap")
-MISSING_MODES = ("zero", "mean", "swap")
-COMMON_KEYS = {"method", "modality", "name", "seed", "sample_size", "batch_size", "split"}
-BUDGET_KEYS = {"eps", "eps_ratio"}
-MSAP_KEYS = {"projection", "step", "nb_iter", "eps_iter"}
-METHOD_KEYS = {
-    "fgsm_l2": COMMON_KEYS | BUDGET_KEYS,
-    "fgsm": COMMON_KEYS | BUDGET_KEYS,
-    "msap": COMMON_KEYS | BUDGET_KEYS | MSAP_KEYS,
-    "certified_radius": {"method", "name", "seed", "sample_size", "split", "eps_ratio"},
-    "promotion": {"method", "modality", "name", "seed", "batch_size", "split", "targets", "attack", "cutoff"}
-                 | BUDGET_KEYS | MSAP_KEYS,
-    "missing_modality": {"method", "modality", "name", "seed", "split", "mode", "fraction"},
-}
-PROJECTIONS = ("linf", "l2")
-STEPS = ("sign", "l2")
-SPLITS = ("test", "validation")
+# the key tables live in a torch-free module, so that the config package (and its JSON Schema) can read them
+from elliot.config.attack_keys import (ALIASES, BUDGET_KEYS, COMMON_KEYS, METHOD_KEYS, METHODS,  # noqa: E402,F401
+                                       MISSING_MODES, MSAP_KEYS, PROJECTIONS, PROMOTION_ATTACKS, SPLITS, STEPS)
 
 
 def _err(where: str, msg: str) -> ConfigError:
