@@ -228,6 +228,7 @@ def run_candidate(dataset, name: str, epochs: int, seed: int = 42) -> dict:
     model, info = trained_model(dataset, spec[0], weights, epochs, seed, candidate=spec)
     evaluator = Evaluator(dataset, cutoffs=[20], metrics=["Recall", "nDCG"])
     clean = evaluator.evaluate(model, "test")
+    validation = evaluator.evaluate(model, "validation").values[CUTOFF]  # what a researcher may select on
     start = time.perf_counter()
     records = evaluate_attacks(model, dataset, evaluator, CANDIDATE_ATTACKS, clean=clean, seed=seed,
                                target_seed=seed)
@@ -237,10 +238,29 @@ def run_candidate(dataset, name: str, epochs: int, seed: int = 42) -> dict:
             "best_epoch": info["best_epoch"], "s_per_epoch": info["s_per_epoch"],
             "train_seconds": info["train_seconds"], "attack_seconds": attack_seconds,
             "loaded_weights": info["loaded_weights"], "threads": torch.get_num_threads(),
-            "clean": clean.values[CUTOFF],
+            "clean": clean.values[CUTOFF], "validation": validation,
             "attacks": {r["name"]: {"values": r["values"], "drop": r["drop"],
                                     **({"promotion": r["promotion"]} if r.get("promotion") else {})}
                         for r in records if not r.get("skipped") and r["cutoff"] == CUTOFF}}
+
+
+def fill_validation(dataset, epochs: int, seed: int = 42) -> None:
+    """Add the clean validation Recall@20 / nDCG@20 (at the selected epoch) to stored candidate records that
+    lack it, from their stored weights (no training, no attack)."""
+    from elliot.evaluation.evaluator import Evaluator
+
+    evaluator = Evaluator(dataset, cutoffs=[20], metrics=["Recall", "nDCG"])
+    runs = json.loads(CANDIDATE_RUNS.read_text()) if CANDIDATE_RUNS.exists() else []
+    for record in runs:
+        if record.get("validation") or record["dataset"] != dataset.name or record["candidate"] not in CANDIDATES:
+            continue
+        spec = CANDIDATES[record["candidate"]]
+        weights = "none" if record["candidate"] == spec[0] else record["candidate"]
+        model, info = trained_model(dataset, spec[0], weights, record["epochs"], seed, candidate=spec)
+        if not info["loaded_weights"]:
+            raise SystemExit(f"{record['candidate']}: no stored weights; rerun --candidates for it")
+        record["validation"] = evaluator.evaluate(model, "validation").values[CUTOFF]
+        save_candidate(record)
 
 
 def save_candidate(record: dict) -> None:
@@ -270,11 +290,16 @@ def main() -> None:
                         help="untargeted: the attack tables above; sweep / promotion / missing: "
                              "benchmarks/robustness_targeted.py")
     parser.add_argument("--only-doc", action="store_true")
+    parser.add_argument("--fill-validation", action="store_true",
+                        help="add clean validation metrics to stored candidate records from their weights")
     parser.add_argument("--candidates", nargs="*", default=None, metavar="NAME",
                         help=f"only the defense candidates for VBPR on TikTok (no names: all of {list(CANDIDATES)}); "
                              "stored in benchmarks/robustness_candidates_runs.json")
     args = parser.parse_args()
-    if args.candidates is not None and not args.only_doc:
+    if args.fill_validation:
+        for dataset in datasets(["tiktok"]).values():
+            fill_validation(dataset, args.epochs)
+    elif args.candidates is not None and not args.only_doc:
         unknown = [c for c in args.candidates if c not in CANDIDATES]
         if unknown:
             raise SystemExit(f"unknown candidates {unknown}; known: {', '.join(CANDIDATES)}")

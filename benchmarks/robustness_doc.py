@@ -133,10 +133,10 @@ def _candidates():
            "*clean change* against the undefended VBPR row; *wall s* = training (as stored when the weights "
            "were reused) + attack seconds.  MB blocks: sensitive = visual, robust = audio unless `roles` says "
            "otherwise.  Every candidate tried is listed, also those that fail.", "",
-           "| candidate | model | settings | best ep | clean R@20 | FGSM-all R@20 | FGSM-all drop | "
+           "| candidate | model | settings | best ep | val R@20 | clean R@20 | FGSM-all R@20 | FGSM-all drop | "
            "MSAP-all drop | FGSM-all 10% / 20% drop | promotion 5%: target exposure | clean change | target | "
            "wall s |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         rows = [r for r in runs if r["dataset"] == dataset]
         base = next((r for r in rows if r["candidate"] == "none"), None)
@@ -159,7 +159,7 @@ def _candidates():
                                  (["MB"] if block.get("method") == "modality_balancing" else []))
             met = (drop is not None and change is not None and drop <= TARGET_DROP and change >= -MAX_CLEAN_LOSS)
             out.append(f"| {r['candidate']} | {r['backbone']} | {settings or 'defaults'} | {r['best_epoch']} | "
-                       f"{_fmt(r['clean']['Recall'])} | {_fmt(fg.get('values', {}).get('Recall'))} | "
+                       f"{_fmt((r.get('validation') or {}).get('Recall'))} | {_fmt(r['clean']['Recall'])} | {_fmt(fg.get('values', {}).get('Recall'))} | "
                        f"{'–' if drop is None else f'{100 * drop:.1f}%'} | "
                        f"{'–' if ms_drop is None else f'{100 * ms_drop:.1f}%'} | "
                        f"{' / '.join('–' if d is None else f'{100 * d:.1f}%' for d in larger)} | {exposure} | "
