@@ -25,13 +25,31 @@ dot``), for a pair (u, i):
 * top MLP: r̂_ui = W_L ReLU(... ReLU(W_1 h + b_1) ...) + b_L (linear output: a rating, where the paper's
   click-through model has a sigmoid); ``dropout`` after every hidden top layer.
 
+* user history (``history``, off by default): SVD++'s implicit feedback (Koren, KDD 2008, Eq. 15:
+  p_u + |N(u)|^{-1/2} Σ_{j∈N(u)} y_j) as one more sparse feature, an embedding bag over the items N(u) the
+  user rated in training (the rating value ignored), normalised by |N(u)|^{-1/2}:
+  h_u = |N(u)|^{-1/2} Σ_{j∈N(u)} Y[j], Y a second item table (n_items x d).  It enters V as its own vector,
+  so the interaction holds e_i · h_u, SVD++'s q_iᵀ |N(u)|^{-1/2} Σ y_j, next to e_i · e_u (its q_iᵀ p_u);
+  computed for all users as one sparse product N Y per step (N_uj = |N(u)|^{-1/2} on the training pairs;
+  ``history.py``), then gathered for the batch;
+* content profile (``history_content``, with ``modalities``): the same normalised history average of each
+  modality's tower outputs, c_u^m = |N(u)|^{-1/2} Σ_{j∈N(u)} t_m(f_j^m), one more vector per modality: a
+  user's history in the item-content space next to the item's own t_m (the towers then run on every item
+  each step, N T_m).  ``tower_dropout`` drops entries of every t_m (and so of c_u^m), ``feature_pca``
+  replaces each standardised feature set by its first principal components on the training items
+  (``history.pca_reduce``), ``tower_weight_decay`` adds L2 on the tower weights.
+
 Objective: mean squared error over the batch + l_w · mean_batch(Σ_sparse ‖e‖²) (L2 on the batch's sparse
-vectors: e_u, e_i and every e_a) + ``weight_decay`` · ‖θ‖² on the MLP / tower / projection weights (Adam's
-coupled L2), Adam with ``lr``.  Predictions are clipped to the training rating range at evaluation.
+vectors: e_u, e_i and every e_a; with ``history`` also |N(u)|^{-1} Σ_{j∈N(u)} ‖y_j‖², the mean squared norm of
+the user's history rows: SVD++'s λ Σ_j ‖y_j‖² per rating, scaled to one vector's) + l_t · mean_batch(Σ_m ‖t_m‖²
+(+ ‖c_u^m‖²): ``l_t``, 0 by default, the same L2 on the modality vectors) + ``weight_decay`` · ‖θ‖² on
+the MLP / tower / projection weights (+ ``tower_weight_decay`` on the towers; Adam's coupled L2), Adam with
+``lr``.  Predictions are clipped to the training rating range at evaluation.
 
 Defaults (factors 32, bottom [32], top [64, 32], towers [128], lr 3e-4, l_w 0.03, batch 256, 20 epochs) are
 ours, picked on ML-100K u1's validation carve-out (docs/rating.md); the paper's Criteo settings do not
-apply to a 943 x 1682 rating matrix.  The model overfits within a few epochs: select the epoch on
+apply to a 943 x 1682 rating matrix; with ``history`` u1's validation split prefers factors 64 and l_w 0.2
+(docs/rating.md, ``DLRM+hist``).  The model overfits within a few epochs: select the epoch on
 validation RMSE (``meta.validation_metric: RMSE``, ``early_stopping``).  Initialisation as the reference
 code: embedding rows ~ U(-sqrt(1/n), sqrt(1/n)) (n rows of the table), MLP weights ~ N(0, 2/(fan_in +
 fan_out)), biases ~ N(0, 1/fan_out); except the top MLP's output bias, set to the mean training rating μ
@@ -58,6 +76,8 @@ from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.errors import ConfigError
 from elliot.recommender.base import RatingBatch, RatingRecommender, gather_rows
+
+from .history import UserHistory, pca_reduce
 
 
 def pairwise_interaction(vectors: Tensor) -> Tensor:
@@ -122,6 +142,18 @@ class DLRM(RatingRecommender):
         Param("weight_decay", float, 0.0, "Adam's L2 weight decay on the MLP, tower and projection weights"),
         Param("dropout", float, 0.0, "dropout after every hidden layer of the top MLP and of the towers"),
         Param("clip", bool, True, "clip evaluated predictions to the training rating range"),
+        Param("history", bool, False, "add SVD++'s implicit-feedback user vector h_u = |N(u)|^-1/2 sum_{j in N(u)} "
+              "y_j over the user's training items (its own item table Y) as an interaction vector"),
+        Param("history_content", bool, False, "with modalities: add, per modality, the same normalised history "
+              "average of the user's items' tower outputs as an interaction vector"),
+        Param("tower_dropout", float, 0.0, "dropout on the modality vectors (tower / projection outputs)",
+              low=0.0, high=1.0, high_inclusive=False),
+        Param("l_t", float, 0.0, "L2 weight of the batch's modality vectors t_m (and content profiles c_u^m), "
+              "as l_w for the sparse vectors", low=0.0),
+        Param("tower_weight_decay", float, 0.0, "Adam L2 on the tower / projection weights, added to "
+              "weight_decay", low=0.0),
+        Param("feature_pca", int, 0, "keep the first k principal components (fit on the training items) of "
+              "each standardised modality feature set; 0 = all features", low=0),
     )
 
     def __init__(self, dataset: Dataset, hp: dict, device: torch.device):
@@ -162,6 +194,17 @@ class DLRM(RatingRecommender):
         n_in = self.n_dense["user"] + self.n_dense["item"]
         self.bottom = mlp([max(n_in, 1), *self.bottom_mlp, d], final_activation=True)
         n_vectors = 3 + len(self.sparse_attrs) + self._init_modalities(dataset, used["item"], d)
+        self.history_op = UserHistory(dataset.train, self.device) if self.history or self.history_content else None
+        if self.history:
+            self.history_emb = nn.Embedding(self.n_items, d)
+            _uniform_(self.history_emb.weight, self.n_items)
+            n_vectors += 1
+        if self.history_content:
+            if not self.modalities:
+                raise ConfigError(f"model {self.name}: history_content needs modalities (the item feature sets "
+                                  "whose tower outputs the user's history averages)")
+            n_vectors += self._n_modality_vectors
+        self.tower_drop = nn.Dropout(float(self.tower_dropout)) if self.tower_dropout > 0 else nn.Identity()
         self.top = mlp([d + n_vectors * (n_vectors - 1) // 2, *self.top_mlp, 1], final_activation=False,
                        dropout=float(self.dropout))
         with torch.no_grad():
@@ -186,11 +229,17 @@ class DLRM(RatingRecommender):
         """The modality towers; returns the number of interaction vectors they add."""
         self.towers = nn.ModuleDict()
         for m in self.modalities:
-            x = dataset.features[m].astype(np.float64)
-            self.register_buffer(f"_feat_{m}", torch.from_numpy(_standardise(x, used_items)), persistent=False)
+            x = pca_reduce(_standardise(dataset.features[m].astype(np.float64), used_items), used_items,
+                           int(self.feature_pca))
+            self.register_buffer(f"_feat_{m}", torch.from_numpy(x), persistent=False)
             self.towers[m] = mlp([x.shape[1], *self.tower_mlp, d], final_activation=False,
                                  dropout=float(self.dropout))
-        return len(self.modalities)
+        self._n_modality_vectors = len(self.modalities)
+        return self._n_modality_vectors
+
+    def _content_modules(self) -> List[nn.Module]:
+        """The modules mapping item features to modality vectors (``tower_weight_decay`` applies to them)."""
+        return [self.towers]
 
     def _modality_vectors(self, items: Tensor) -> List[Tensor]:
         return [self.towers[m](gather_rows(getattr(self, f"_feat_{m}"), items)) for m in self.modalities]
@@ -200,15 +249,30 @@ class DLRM(RatingRecommender):
                  for side, index in (("user", users), ("item", items)) if self.n_dense[side]]
         return torch.cat(parts, dim=1) if parts else torch.ones(len(users), 1, device=users.device)
 
-    def _forward(self, users: Tensor, items: Tensor) -> Tuple[Tensor, List[Tensor]]:
-        """(raw predictions, the batch's sparse vectors [e_u, e_i, e_a...])."""
+    def _forward(self, users: Tensor, items: Tensor) -> Tuple[Tensor, Tuple[List[Tensor], List[Tensor]]]:
+        """(raw predictions, (the batch's squared norms under l_w: ‖e_u‖², ‖e_i‖², ‖e_a‖²..., the history's;
+        those under l_t: ‖t_m‖², ‖c_u^m‖²))."""
         x = self.bottom(self._dense_input(users, items))
         sparse = [self.user_emb(users), self.item_emb(items)]
         for side, name in self.sparse_attrs:
             codes = gather_rows(getattr(self, f"_codes_{name}"), users if side == "user" else items)
             sparse.append(self.bags[name](codes))
-        z = pairwise_interaction(torch.stack([x, *sparse, *self._modality_vectors(items)], dim=1))
-        return self.top(torch.cat([x, z], dim=1)).squeeze(-1), sparse
+        penalties = [e.pow(2).sum(-1) for e in sparse]
+        extra: List[Tensor] = []
+        if self.history:
+            extra.append(gather_rows(self.history_op.profile(self.history_emb.weight), users))
+            penalties.append(gather_rows(self.history_op.penalty(self.history_emb.weight), users))
+        if self.history_content:  # towers on every item: the batch's t_m and every user's profile from one pass
+            all_items = torch.arange(self.n_items, device=users.device)
+            every = [self.tower_drop(t) for t in self._modality_vectors(all_items)]
+            modal = [gather_rows(t, items) for t in every]
+            extra += [gather_rows(self.history_op.profile(t), users) for t in every]
+        else:
+            modal = [self.tower_drop(t) for t in self._modality_vectors(items)]
+        content = modal + extra[int(bool(self.history)):]  # t_m and c_u^m, for l_t
+        z = pairwise_interaction(torch.stack([x, *sparse, *modal, *extra], dim=1))
+        content_sq = [t.pow(2).sum(-1) for t in content] if self.l_t > 0 else []
+        return self.top(torch.cat([x, z], dim=1)).squeeze(-1), (penalties, content_sq)
 
     def predict(self, users: Tensor, items: Tensor) -> Tensor:
         pred, _ = self._forward(users, items)
@@ -217,17 +281,21 @@ class DLRM(RatingRecommender):
         return pred
 
     def loss(self, batch: RatingBatch) -> Tensor:
-        pred, sparse = self._forward(batch.users, batch.items)
-        mse = (pred - batch.ratings).pow(2).mean()
-        return mse + self.l_w * torch.stack([e.pow(2).sum(-1) for e in sparse]).sum(0).mean()
+        pred, (sparse, content) = self._forward(batch.users, batch.items)
+        loss = (pred - batch.ratings).pow(2).mean() + self.l_w * torch.stack(sparse).sum(0).mean()
+        return loss + self.l_t * torch.stack(content).sum(0).mean() if self.l_t > 0 and content else loss
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        """Adam with ``lr``; ``weight_decay`` on every parameter but the embedding tables (those have l_w)."""
+        """Adam with ``lr``; ``weight_decay`` on every parameter but the embedding tables (those have l_w),
+        plus ``tower_weight_decay`` on the towers / projection."""
         tables = {id(p) for m in self.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))
                   for p in m.parameters()}
+        content = {id(p) for m in self._content_modules() for p in m.parameters()}
+        wd = float(self.weight_decay)
         groups = [{"params": [p for p in self.parameters() if id(p) in tables], "weight_decay": 0.0},
-                  {"params": [p for p in self.parameters() if id(p) not in tables],
-                   "weight_decay": float(self.weight_decay)}]
+                  {"params": [p for p in self.parameters() if id(p) not in tables | content], "weight_decay": wd},
+                  {"params": [p for p in self.parameters() if id(p) in content],
+                   "weight_decay": wd + float(self.tower_weight_decay)}]
         return torch.optim.Adam([g for g in groups if g["params"]], lr=float(self.lr), fused=True)
 
 
@@ -236,7 +304,7 @@ class DLRM_CLIP(DLRM):
     projection to d, no towers (module docstring)."""
 
     name = "DLRM_CLIP"
-    params = tuple(p for p in DLRM.params if p.name not in ("modalities", "tower_mlp")) + (
+    params = tuple(p for p in DLRM.params if p.name not in ("modalities", "tower_mlp", "feature_pca")) + (
         Param("modalities", "list[str]", ["visual", "textual"], "item embeddings of side_information in one "
               "shared space (e.g. CLIP image and text), of one dimension"),
         Param("clip_fusion", str, "separate", "separate: one interaction vector per modality; mean: one vector, "
@@ -258,7 +326,11 @@ class DLRM_CLIP(DLRM):
             self.register_buffer(f"_feat_{m}", torch.from_numpy((x / np.where(norm > 0, norm, 1.0))
                                                                 .astype(np.float32)), persistent=False)
         self.projection = nn.Linear(next(iter(dims.values())), d)
-        return len(self.modalities) if self.clip_fusion == "separate" else 1
+        self._n_modality_vectors = len(self.modalities) if self.clip_fusion == "separate" else 1
+        return self._n_modality_vectors
+
+    def _content_modules(self) -> List[nn.Module]:
+        return [self.projection]
 
     def _modality_vectors(self, items: Tensor) -> List[Tensor]:
         feats = [gather_rows(getattr(self, f"_feat_{m}"), items) for m in self.modalities]
