@@ -81,6 +81,15 @@ MODELS.update({
                                   ("visual", "textual")),
     "DLRM+hist+content[visual,textual]": ("external.DLRM", {**HIST, **MM_REG, "modalities": ["visual", "textual"],
                                                             "history_content": True}, ("visual", "textual")),
+    # the same with l_w selected per fold on validation from HIST's grid, as DLRM+hist (not fixed at 0.2)
+    "DLRM+hist+content[visual,textual] l_w grid": ("external.DLRM", {
+        **HIST, **MM_REG, "l_w": HIST["l_w"], "modalities": ["visual", "textual"], "history_content": True},
+        ("visual", "textual")),
+    # history + u.user / u.item attributes, without and with the posters / plots
+    "DLRM+hist+attr": ("external.DLRM", dict(HIST), ("attributes",)),
+    "DLRM+hist+attr+content[visual,textual]": ("external.DLRM", {
+        **HIST, **MM_REG, "modalities": ["visual", "textual"], "history_content": True},
+        ("attributes", "visual", "textual")),
 })
 #: ``--grid``: a small grid of DLRM+attr on u1 only, selected on u1's validation RMSE (the test split is not
 #: read for the choice); the ``DLRM*`` labels then run its selected values on every fold
