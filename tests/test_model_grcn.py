@@ -8,8 +8,8 @@ from external.models.grcn.grcn import _Attention, _Bipartite, _normalize, _segme
 from tests.helpers import model_factory, random_dataset, scoring_views, single_thread_fixture, triplet_batch
 
 VARIANTS = [
-    {},  # defaults: confid weights, pruning, add aggregation, 3 routing iterations
-    {"weight_mode": "max", "aggr_mode": "mean", "has_act": True},
+    {},  # defaults: confid weights, pruning, add aggregation, the released code's routing
+    {"weight_mode": "max", "aggr_mode": "mean", "has_act": True, "routing": "paper"},  # 3 routing iterations
     {"weight_mode": "mean", "pruning": False, "num_routing": 0, "n_layers": 1},
 ]
 
@@ -34,7 +34,7 @@ def _dense_reference(model, ds):
     for b, m in enumerate(model.modalities):
         f = F.normalize(F.leaky_relu(model.mlp[b](model.feature(m))), dim=1)
         p = F.normalize(model.preference[b], dim=1)
-        for _ in range(model.num_routing):
+        for _ in range(model.num_routing if model.routing == "paper" else 0):
             p = F.normalize(p + masked_softmax(p @ f.T, 1) @ f, dim=1)
         au, ai = masked_softmax(p @ f.T, 1), masked_softmax(p @ f.T, 0)
         hu, hi = au @ f, ai.T @ p
@@ -269,3 +269,28 @@ def test_single_modality_subset():
     assert set(model.modality_embeddings(torch.arange(3), torch.arange(3))) == {"id", "textual"}
     assert model.score(torch.arange(3)).shape == (3, ds.n_items)
     assert np.isfinite(model.loss(_batch(ds)).item())
+
+
+def test_default_routing_is_the_released_codes():
+    """The released code's (and MMRec's) routing never reaches the users: with the default ``routing``,
+    ``num_routing`` changes nothing and the prototypes are the normalised preferences; ``routing: paper``
+    updates them."""
+    ds = random_dataset()
+    routed = _model(ds, num_routing=3)
+    plain = _model(ds, num_routing=0)
+    paper = _model(ds, num_routing=3, routing="paper")
+    plain.load_state_dict(routed.state_dict())
+    paper.load_state_dict(routed.state_dict())
+    with torch.no_grad():
+        users, items = routed.branches()
+        users0, items0 = plain.branches()
+        users_p, _ = paper.branches()
+        for a, b in zip(users + items, users0 + items0):
+            assert torch.equal(a, b)
+        assert not torch.allclose(users[1], users_p[1], atol=1e-4)
+        b = 0  # released formula for the first modality: u = L2norm(P) + softmax_u(L2norm(P) . f) f
+        f = F.normalize(F.leaky_relu(routed.mlp[b](routed.feature(routed.modalities[b]))), dim=1)
+        p = F.normalize(routed.preference[b], dim=1)
+        mask = torch.as_tensor(ds.train.toarray() > 0)
+        au = torch.nan_to_num(torch.softmax((p @ f.T).masked_fill(~mask, float("-inf")), 1)) * mask
+        assert torch.allclose(users[1], p + au @ f, atol=1e-5)

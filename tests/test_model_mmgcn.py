@@ -191,3 +191,20 @@ def test_loss_and_gradients_match_full_graph_reference(variant):
             assert torch.allclose(fu[m], users_m[m], atol=1e-5) and torch.allclose(fi[m], items_m[m], atol=1e-5)
             assert torch.allclose(pu[m], users_m[m][users], atol=1e-5)
             assert torch.allclose(pi[m], items_m[m][items], atol=1e-5)
+
+
+def test_train_id_false_keeps_ids_and_preferences_fixed():
+    """``train_id: false`` is the released code's / MMRec's MMGCN: the ID embeddings and preferences are plain
+    tensors there, outside the optimiser, so they keep their random initialisation; the rest trains."""
+    ds = random_dataset()
+    model = _model(ds, train_id=False)
+    ids, prefs = model.id_embedding.detach().clone(), [g.preference.detach().clone() for g in model.gcns]
+    w = model.gcns[0].conv[0].detach().clone()
+    opt = model.make_optimizer()
+    for step in range(3):
+        opt.zero_grad()
+        model.loss(_batch(ds, seed=step)).backward()
+        opt.step()
+    assert torch.equal(model.id_embedding, ids)
+    assert all(torch.equal(g.preference, p) for g, p in zip(model.gcns, prefs))
+    assert not torch.equal(model.gcns[0].conv[0], w)

@@ -5,8 +5,8 @@ Graph refining layer, per modality m (paper Sec. 3.1):
 
 * prototypical network: item content f_i^m = L2norm(LeakyReLU(W_m x_i^m + b_m)) and a user prototype
   (preference) p_u^m, L2-normalised;
-* routing (``num_routing`` iterations): α_ui = softmax over i in N(u) of p_u · f_i,
-  p_u <- L2norm(p_u + Σ_{i in N(u)} α_ui f_i);
+* routing (``num_routing`` iterations, only with ``routing: paper``; see below): α_ui = softmax over i in
+  N(u) of p_u · f_i, p_u <- L2norm(p_u + Σ_{i in N(u)} α_ui f_i);
 * affinity of every edge, from s_ui = p_u · f_i: for the message item -> user, the softmax of s over the
   user's items; for the message user -> item, the softmax over the item's users.  The same attention
   gives the modality's content representations  u_m = p_u + Σ_i α^(u)_ui f_i,  i_m = f_i + Σ_u α^(i)_ui p_u
@@ -25,15 +25,18 @@ the batch) + l_w · (mean(E_id[u]²) + mean(E_id[i, j]²) + Σ_m mean(P_m[u]²))
 regulariser; ``l_w`` is its ``weight_decay``).
 
 Defaults (released code, github.com/weiyinwei/GRCN main.py, and MMRec's grcn.py / GRCN.yaml): factors
-(dim_E) 64, dim_latent (dim_C) 64, num_routing 3 (MMRec passes its ``n_layers: 3`` there), n_layers 2
-(EGCN's two hard-coded layers), weight_mode confid, pruning true, aggr_mode add, has_act false,
-lr 1e-4, l_w 1e-5 (``l_r`` / ``weight_decay``).  Edge dropout of the released code defaults to 0 and
-is not implemented.
+(dim_E) 64, dim_latent (dim_C) 64, num_routing 3 (MMRec passes its ``n_layers: 3`` there; it acts with
+``routing: paper`` only), n_layers 2 (EGCN's two hard-coded layers), weight_mode confid, pruning true,
+aggr_mode add, has_act false, lr 1e-4, l_w 1e-5 (``l_r`` / ``weight_decay``).  Edge dropout of the
+released code defaults to 0 and is not implemented.
 
-Deviation: in the released code (and in MMRec) the routing messages only flow along user -> item edges
-(PyG's source_to_target), so the user prototypes never receive messages and the routing iterations
-leave them unchanged; here they are updated as the paper describes.  ``num_routing: 0`` reproduces what
-the released code effectively computes.
+Routing (``routing``).  In the released code (and in MMRec) the routing messages only flow along
+user -> item edges (PyG's source_to_target), so the user prototypes never receive messages and the routing
+iterations leave them unchanged: p_u = L2norm(P_m[u]).  That is the default here (``routing: released``):
+it is what the GRCN numbers we compare with (MMRec's, and the tables that run the released code)
+compute.  ``routing: paper`` updates the prototypes as the paper describes (``num_routing`` iterations);
+on TikTok it pulls the prototypes towards the centroid of the user's item features and costs about half
+of the validation Recall@20 (docs/results_notes.md, "GRCN and MMGCN against the anchors").
 
 Implementation (no torch_scatter / PyG MessagePassing; same values and gradients as the plain autograd
 formulation, up to float32 rounding - see the tests' dense reference).  Every edge-valued operation is a
@@ -338,6 +341,9 @@ class GRCN(EmbeddingScoring, MultimodalRecommender):
               aliases=("factors_multimod",)),
         Param("n_layers", int, 2, "graph convolution layers over the refined graph", aliases=("num_layers",)),
         Param("num_routing", int, 3, "routing iterations of the prototypical network", aliases=("num_routings",)),
+        Param("routing", str, "released", "released: the prototypes are not updated by the routing iterations "
+              "(what the released code and MMRec compute); paper: they are (the paper's Sec. 3.1)",
+              choices=["released", "paper"]),
         Param("lr", float, 1e-4, "Adam learning rate"),
         Param("l_w", float, 1e-5, "weight of the mean-square regulariser of ID embeddings and preferences"),
         Param("weight_mode", str, "confid", "how modality affinities are integrated", choices=["confid", "max", "mean"]),
@@ -370,6 +376,11 @@ class GRCN(EmbeddingScoring, MultimodalRecommender):
         self.to(self.device)
 
     # ---- graph refining layer ------------------------------------------------------------------------
+    def _routing_steps(self) -> int:
+        """Routing iterations that change the prototypes: none for the released code's routing (its messages
+        never reach the users), ``num_routing`` for the paper's."""
+        return int(self.num_routing) if self.routing == "paper" else 0
+
     def _refine(self) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """All modalities at once, on the block-diagonal graph: content reps of users (M, U, c) and items
         (M, I, c), edge attentions item->user and user->item, (E, M) each, and the preferences (M, U, c)."""
@@ -378,7 +389,7 @@ class GRCN(EmbeddingScoring, MultimodalRecommender):
         f = _normalize(f)
         pref = torch.cat(list(self.preference))
         p = _normalize(pref)
-        for _ in range(int(self.num_routing)):
+        for _ in range(self._routing_steps()):
             _, hu = _Attention.apply(g, p, f, False)
             p = _normalize(hu.add_(p))  # (in place: the kernels' outputs are fresh and not saved)
         to_user, hu, to_item, hi = _Attention.apply(g, p, f, True)
@@ -474,7 +485,7 @@ class GRCN(EmbeddingScoring, MultimodalRecommender):
         def embed(delta: Tensor) -> Tensor:
             f = _normalize(F.leaky_relu(self.mlp[b](x.index_add(0, uniq, delta))))
             p = _normalize(self.preference[b])
-            for _ in range(int(self.num_routing)):
+            for _ in range(self._routing_steps()):
                 _, hu = _Attention.apply(self.graph, p, f, False)
                 p = _normalize(hu.add_(p))
             _, hu, _, hi = _Attention.apply(self.graph, p, f, True)

@@ -32,8 +32,10 @@ default is also ``concatenation: True``).
 Deviations from the released code (github.com/weiyinwei/MMGCN, also in MMRec's mmgcn.py):
 (1) ID embeddings and user preferences are trainable parameters, as the paper intends (the released
 code creates them with ``xavier_normal_(...).cuda()``, which keeps them out of ``model.parameters()``,
-so they stay at their random initialisation); (2) ``n_layers`` is honoured (the released code always
-runs three hard-coded layers whatever ``num_layer`` says); (3) every modality's preferences of the
+so they stay at their random initialisation; ``train_id: false`` reproduces that); (2) ``n_layers`` is
+honoured (the released code always runs three hard-coded layers whatever ``num_layer`` says: ``n_layers: 3``
+is what it computes; on TikTok the third layer is worth about +0.01 validation Recall@20, see
+docs/results_notes.md, "GRCN and MMGCN against the anchors"); (3) every modality's preferences of the
 batch users are regularised (the code regularises only the whole visual preference table); (4) all
 weight matrices are Glorot-normal initialised, biases zero.  Message passing is a torch sparse matmul
 with the row-normalised (mean) or binary (add) adjacency, no self loops (as PyG's MessagePassing).
@@ -169,6 +171,8 @@ class MMGCN(EmbeddingScoring, MultimodalRecommender):
         Param("has_id", bool, True, "add the ID embedding in every layer (Eq. 5)"),
         Param("fusion", str, "mean", "score: u*·i* over averaged modalities (paper) or Σ_m u_m·i_m",
               choices=["mean", "per_modality"]),
+        Param("train_id", bool, True, "train the ID embeddings and user preferences (false: they stay at their "
+              "random initialisation, as in the released code and MMRec, which never register them)"),
     )
 
     def __init__(self, dataset: Dataset, hp: dict, device: torch.device):
@@ -184,6 +188,10 @@ class MMGCN(EmbeddingScoring, MultimodalRecommender):
         self.id_embedding = nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_users + self.n_items, k)))
         self.gcns = nn.ModuleList([_ModalGCN(self.n_users, self.feature_dim(m), int(d), k, n_layers, bool(self.concate))
                                    for m, d in zip(self.modalities, latent)])
+        if not self.train_id:  # the released code / MMRec: fixed random tensors, outside the optimiser
+            self.id_embedding.requires_grad_(False)
+            for gcn in self.gcns:
+                gcn.preference.requires_grad_(False)
         # message passing side by side: users <- items (U x I block of the adjacency), items <- users
         r = sp.csr_matrix((dataset.train > 0).astype(np.float32))
         to_users, to_items = r, sp.csr_matrix(r.T)
