@@ -673,6 +673,44 @@ written from it.
 
 #: the reading of the profile table, written by hand from the measurements (kept out of the code)
 BOUNDS_NOTES = ROOT / "docs" / "performance_notes.md"
+#: benchmarks/mmrec_same_host.py's runs: MMRec and ours interleaved on this host (docs/mmrec_same_host.md)
+SAME_HOST_RUNS = ROOT / "benchmarks" / "mmrec_same_host_runs.json"
+
+
+def mmrec_side_by_side(path: Path) -> list:
+    """A short section with every model's MMRec / ours ratio from the same-host runs (empty without them)."""
+    if not path.exists():
+        return []
+    from benchmarks.mmrec_same_host import MODELS as PAIRS, SKIPPED, TARGET_RATIO, best_ratio, ratio
+    runs = json.loads(path.read_text())
+    order = [m for m in PAIRS if m in runs and "mmrec" in runs[m]]
+    if not order:
+        return []
+    lines = ["## MMRec side by side", "",
+             "`docs/mmrec_same_host.md` (`python benchmarks/mmrec_same_host.py --mmrec <checkout>`; settings, "
+             "notes and earlier runs there): per model, our epoch probe, MMRec's `quick_start` (unmodified) at "
+             "the same data and hyperparameters (the bench config's first grid point; 64 factors, batch 2048), "
+             "then our probe again, one process at a time on this host, minutes apart.  *ours*: the mean of the "
+             "two probes' s/epoch; *MMRec / ours*: MMRec's s/epoch over it; issue 14's target is "
+             f"≥ {TARGET_RATIO:.0f}x; *best-epoch ratio*: MMRec's fastest epoch over our fastest, the reading least "
+             "moved by load.  The host was shared with other jobs (*load*: 1-minute load average before → "
+             "after); the interleaving is what makes the ratio fair.", "",
+             f"| model (MMRec / ours) | MMRec s/epoch | ours s/epoch | MMRec / ours | ≥ {TARGET_RATIO:.0f}x | "
+             "best-epoch ratio | threads (MMRec / ours) | load | when |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in order:
+        r = runs[name]
+        ours = statistics.mean([r["ours_before"]["epoch_s"], r["ours_after"]["epoch_s"]])
+        q = ratio(r)
+        threads = f"{r['mmrec'].get('threads') or '-'} / {r['ours_before'].get('threads') or '-'}"
+        load = f"{r['load'][0]:.1f} → {r['load'][1]:.1f}" if r.get("load") else "-"
+        lines.append(f"| {name} / {PAIRS[name].ours} | {r['mmrec']['epoch_s']:.2f} | {ours:.3f} | {q:.1f}x | "
+                     f"{'yes' if q >= TARGET_RATIO else '**no**'} | {best_ratio(r):.1f}x | {threads} | {load} | "
+                     f"{r['when']} |")
+    failed = [m for m in PAIRS if m in runs and "mmrec" not in runs[m]]
+    skipped = [f"{label} ({short})" for label, short, _ in SKIPPED.values()]
+    lines += ["", "Not timed: " + "; ".join(skipped) + ("; failed in the last run: " + ", ".join(failed)
+                                                        if failed else "") + ".", ""]
+    return lines
 
 
 def write_doc(runs: dict, doc: Path) -> str:
@@ -740,7 +778,10 @@ def write_doc(runs: dict, doc: Path) -> str:
             lines.append("")
         if any(r.get("dataset") == "tiktok" for r in models):
             lines += [f"MMRec's full validation pass on TikTok: {MMREC_EVAL} s (target ≤ {TARGET_EVAL} s).  "
-                      f"MMRec's BM3 ({MMREC_EPOCH['BM3']} s/epoch) was not timed here next to this repository's BM3 (added later; `config_files/bench/bm3_tiktok.yml` measured 0.41-0.57 s/epoch on a shared CPU).", ""]
+                      f"The *MMRec* column is the issue's number, from another host and day; BM3 (MMRec "
+                      f"{MMREC_EPOCH['BM3']} s/epoch there) and the models added later are timed next to MMRec on "
+                      f"this host in *MMRec side by side* below.", ""]
+    lines += mmrec_side_by_side(SAME_HOST_RUNS)
     # ---- scaling
     scal = [r for _, r in by_part.get("scaling", [])]
     if scal:
