@@ -4,7 +4,8 @@ import torch
 from torch.nn import functional as F
 
 from elliot.recommender.base import TripletBatch
-from elliot.recommender.graph import entry_dropout
+from elliot.recommender.graph import EntryDropout, entry_dropout
+from elliot.recommender.sparse import SparseOp
 from elliot.recommender.registry import resolve_model
 from elliot.recommender.selfcf import SelfCF
 from tests.helpers import (assert_deterministic_fit, assert_same_loss_and_grads, model_factory, random_dataset,
@@ -35,6 +36,26 @@ def test_loss_matches_mmrec_formulation(n_layers):
     model = _model(ds, n_layers=n_layers, dropout=0.0, drop_ratio=0.0, l_w=0.01)
     batch = triplet_batch(ds)
     assert_same_loss_and_grads(model, batch, model.loss, lambda b: _reference_loss(model, b), atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_entry_dropout_builds_the_coalesced_matrices_bit_for_bit(rate):
+    ds = random_dataset(n_users=60, n_items=50, density=0.3)
+    coo = _model(ds)._adj_coo
+    index, values = coo.indices(), coo.values()
+    keep = torch.rand(values.shape[0], generator=torch.Generator().manual_seed(5)) >= rate
+    reference = SparseOp(torch.sparse_coo_tensor(index[:, keep], values[keep] / (1.0 - rate), coo.shape).coalesce())
+    fast = EntryDropout(coo)(rate, torch.Generator().manual_seed(5))
+    for name in ("csr", "csr_t"):
+        a, b = getattr(reference, name), getattr(fast, name)
+        for part in ("crow_indices", "col_indices", "values"):
+            assert torch.equal(getattr(a, part)(), getattr(b, part)()), (name, part)
+    x = torch.randn(coo.shape[0], 4, requires_grad=True)
+    (fast @ x).pow(2).sum().backward()
+    grad = x.grad.clone()
+    x.grad = None
+    (reference @ x).pow(2).sum().backward()
+    assert torch.equal(grad, x.grad)
 
 
 def test_edge_dropout_of_entries_and_target_dropout():

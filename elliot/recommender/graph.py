@@ -1,6 +1,8 @@
 """Sparse graph helpers shared by graph models (torch native sparse tensors; torch_sparse not needed)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -110,8 +112,42 @@ def sample_edges(n_edges: int, n_keep: int, gen: torch.Generator, probs: Tensor 
 
 def entry_dropout(adj: Tensor, rate: float, gen: torch.Generator) -> SparseOp:
     """Each stored entry of the coalesced sparse ``adj`` kept with probability 1 - ``rate`` and scaled by
-    1/(1 - rate) (no re-normalisation; u->i and i->u entries drawn independently), as a :class:`SparseOp`."""
-    index, values = adj.indices(), adj.values()
-    keep = (torch.rand(values.shape[0], generator=gen) >= rate).to(values.device)
-    dropped = torch.sparse_coo_tensor(index[:, keep], values[keep] / (1.0 - rate), adj.shape)
-    return SparseOp(dropped.coalesce())
+    1/(1 - rate) (no re-normalisation; u->i and i->u entries drawn independently), as a :class:`SparseOp`.
+    A model that drops entries at every step keeps an :class:`EntryDropout` instead (no sort per call)."""
+    return EntryDropout(adj)(rate, gen)
+
+
+class EntryDropout:
+    """:func:`entry_dropout` of one fixed coalesced ``adj``, called once per training step: the CSR of the
+    kept entries and of their transpose are built straight from the kept mask (the entries' row-major order
+    and the column-major permutation are computed once), with no sort per call - the same matrices, bit
+    for bit, as coalescing the dropped COO tensor (about 15 ms per step on TikTok's 119k-entry graph)."""
+
+    def __init__(self, adj: Tensor):
+        adj = adj.coalesce()
+        self.shape = tuple(adj.shape)
+        self.device = adj.device
+        rows, cols = adj.indices()
+        self.values = adj.values()
+        self.rows, self.cols = rows, cols
+        perm = torch.argsort(cols * self.shape[0] + rows)  # A^T's row-major order (keys are unique)
+        self.perm = perm
+        self.rows_t, self.cols_t, self.values_t = cols[perm], rows[perm], self.values[perm]
+        self.int32 = max(self.values.shape[0], *self.shape) < 2 ** 31
+
+    def _csr(self, rows: Tensor, cols: Tensor, values: Tensor, n_rows: int, n_cols: int) -> Tensor:
+        dtype = torch.int32 if self.int32 else torch.int64
+        crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
+        crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
+        return torch.sparse_csr_tensor(crow.to(dtype), cols.to(dtype), values, (n_rows, n_cols))
+
+    def __call__(self, rate: float, gen: torch.Generator) -> SparseOp:
+        keep = (torch.rand(self.values.shape[0], generator=gen) >= rate).to(self.device)
+        keep_t = keep.index_select(0, self.perm)
+        n_rows, n_cols = self.shape
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            csr = self._csr(self.rows[keep], self.cols[keep], self.values[keep] / (1.0 - rate), n_rows, n_cols)
+            csr_t = self._csr(self.rows_t[keep_t], self.cols_t[keep_t], self.values_t[keep_t] / (1.0 - rate),
+                              n_cols, n_rows)
+        return SparseOp.from_csr(csr, csr_t)

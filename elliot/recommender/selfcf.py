@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.recommender.base import EmbeddingScoring, Recommender, TripletBatch, gather_rows
-from elliot.recommender.graph import entry_dropout, normalized_ui_graph, propagate_sum
+from elliot.recommender.graph import EntryDropout, normalized_ui_graph, propagate_sum
 from elliot.recommender.sparse import SparseOp
 
 
@@ -79,6 +79,7 @@ class SelfCF(EmbeddingScoring, Recommender):
         self.predictor = nn.Linear(k, k)
         self._adj_coo = normalized_ui_graph(dataset.train, self.device)  # plain attributes: not in the state dict
         self.adj = SparseOp(self._adj_coo, symmetric=True)
+        self._dropout_graph = EntryDropout(self._adj_coo)  # the per-step edge dropout, without a sort per step
         self.to(self.device)
         seed = int(self.hp.get("seed", 42))
         self._graph_gen = torch.Generator().manual_seed(seed)  # edge-dropout rate and masks (CPU)
@@ -95,7 +96,7 @@ class SelfCF(EmbeddingScoring, Recommender):
         rate = float(torch.rand((), generator=self._graph_gen)) * float(self.drop_ratio)
         if rate <= 0:
             return self.adj
-        return entry_dropout(self._adj_coo, rate, self._graph_gen)
+        return self._dropout_graph(rate, self._graph_gen)
 
     def _target(self, x: Tensor) -> Tensor:
         """dropout_p(sg(x)) from the model's own generator (scaled by 1/(1-p) as F.dropout)."""

@@ -28,6 +28,13 @@ class SparseOp:
                 self.csr = _int32_csr(self.csr)
                 self.csr_t = self.csr if symmetric else _int32_csr(self.csr_t)
 
+    @classmethod
+    def from_csr(cls, csr: Tensor, csr_t: Tensor) -> "SparseOp":
+        """From ready CSR(A) and CSR(A^T) (used as given: no coalescing, no conversion)."""
+        op = cls.__new__(cls)
+        op.shape, op.csr, op.csr_t = tuple(csr.shape), csr, csr_t
+        return op
+
     def __matmul__(self, x: Tensor) -> Tensor:
         return _SpMM.apply(x, self)
 
