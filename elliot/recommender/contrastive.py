@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from elliot.recommender.base import gather_rows, unique_index
+
 
 def info_nce(a: Tensor, b: Tensor, temp: float, targets: Optional[Tensor] = None,
              weights: Optional[Tensor] = None) -> Tensor:
@@ -43,6 +45,16 @@ def grouped_info_nce(a: Tensor, b: Tensor, rows: Tensor, cols: Tensor, col_count
     """
     row_weight = torch.bincount(rows, minlength=len(a)).to(a.dtype) / len(rows)
     return _GroupedInfoNCE.apply(a / temp, b, rows, cols, col_counts.to(a.dtype).log(), row_weight)
+
+
+def rows_info_nce(a: Tensor, b: Tensor, idx: Tensor, temp: float) -> Tensor:
+    """In-batch InfoNCE of the L2-normalised rows ``a[idx]`` against ``b[idx]`` (row n's positive is column
+    n, MMRec's MGCN / SMORE ``InfoNCE``), computed on the distinct rows of ``idx`` (:func:`grouped_info_nce`:
+    a #distinct x #distinct logits matrix instead of batch x batch, the same loss and gradients)."""
+    uniq, inv = unique_index(idx, a.shape[0])
+    a_rows = F.normalize(gather_rows(a, uniq), dim=1)
+    b_rows = F.normalize(gather_rows(b, uniq), dim=1)
+    return grouped_info_nce(a_rows, b_rows, inv, inv, torch.bincount(inv, minlength=len(uniq)), temp)
 
 
 class _GroupedInfoNCE(torch.autograd.Function):

@@ -54,12 +54,11 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
 from elliot.recommender.base import EmbeddingScoring, TripletBatch, gather_rows
-from elliot.recommender.contrastive import info_nce
+from elliot.recommender.contrastive import rows_info_nce
 from elliot.recommender.graph import propagate_mean, scipy_to_torch, symmetric_normalize, user_item_adjacency
 from elliot.recommender.knn import knn_laplacian
 from elliot.recommender.multimodal import ContentPlusPartsHooks, MultimodalRecommender
@@ -182,8 +181,7 @@ class SMORE(ContentPlusPartsHooks, EmbeddingScoring, MultimodalRecommender):
         if self.cl_loss:
             tau, cl = float(self.temp), 0.0
             for idx in (idx_i, idx_u):  # the batch's positives, then its users
-                cl = cl + info_nce(F.normalize(gather_rows(side, idx), dim=1),
-                                   F.normalize(gather_rows(content, idx), dim=1), tau)
+                cl = cl + rows_info_nce(side, content, idx, tau)
             loss = loss + float(self.cl_loss) * cl
         return loss
 
