@@ -207,6 +207,16 @@ def _ray_connect_hint(exc: BaseException) -> str:
     return ""
 
 
+#: connection attempts of a Ray Client driver (``ray://``) whose server answers "Initialization failure":
+#: right after a driver was killed, the client server may still be tearing down its session, and a
+#: reconnect a few seconds later succeeds (measured in tests/test_ray_cluster.py's driver-kill test)
+RAY_CLIENT_CONNECT_TRIES = 4
+
+
+def _client_server_busy(address: Optional[str], exc: BaseException) -> bool:
+    return bool(address) and str(address).startswith("ray://") and "Initialization failure" in str(exc)
+
+
 class RayExecutor:
     kind = "ray"
 
@@ -216,15 +226,24 @@ class RayExecutor:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self._started = False
         if not ray.is_initialized():
-            try:
-                if self.address:
-                    ray.init(address=self.address, log_to_driver=False)
-                else:
-                    ray.init(num_cpus=max(1, int(n_jobs)), include_dashboard=False, log_to_driver=False)
-            except Exception as exc:  # an unreachable cluster is a setting to fix, not a traceback
-                target = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
-                raise ConfigError(f"{where}.executor: ray could not start or reach {target}: "
-                                  f"{_first_line(exc)}{_ray_connect_hint(exc)}") from None
+            for attempt in range(RAY_CLIENT_CONNECT_TRIES):
+                try:
+                    if self.address:
+                        ray.init(address=self.address, log_to_driver=False)
+                    else:
+                        ray.init(num_cpus=max(1, int(n_jobs)), include_dashboard=False, log_to_driver=False)
+                    break
+                except Exception as exc:  # an unreachable cluster is a setting to fix, not a traceback
+                    if _client_server_busy(self.address, exc) and attempt + 1 < RAY_CLIENT_CONNECT_TRIES:
+                        try:  # leave no half-made client connection behind
+                            ray.shutdown()
+                        except Exception:
+                            pass
+                        time.sleep(2.0 * (attempt + 1))  # the client server is still ending a dead driver's session
+                        continue
+                    target = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
+                    raise ConfigError(f"{where}.executor: ray could not start or reach {target}: "
+                                      f"{_first_line(exc)}{_ray_connect_hint(exc)}") from None
             self._started = True
         self.workers = max(1, int(n_jobs)) if not self.address else int(ray.cluster_resources().get("CPU", 1))
         self._ctx_ref = ray.put(dataclasses.replace(ctx, progress=False))
