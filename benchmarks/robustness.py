@@ -217,6 +217,13 @@ def run_one(dataset, backbone: str, defense: str, epochs: int, seed: int = 42) -
     return record
 
 
+def _candidate_model(dataset, name: str, epochs: int, seed: int):
+    """The :data:`CANDIDATES` entry ``name`` trained, or its stored weights loaded (the plain AMR is stored as
+    "AMR none")."""
+    spec = CANDIDATES[name]
+    return trained_model(dataset, spec[0], "none" if name == spec[0] else name, epochs, seed, candidate=spec)
+
+
 def run_candidate(dataset, name: str, epochs: int, seed: int = 42) -> dict:
     """One :data:`CANDIDATES` entry: trained (or stored weights reused), clean and attacked test Recall@20
     / nDCG@20 under :data:`CANDIDATE_ATTACKS`; *wall s* = training (as stored) + attack seconds."""
@@ -224,8 +231,7 @@ def run_candidate(dataset, name: str, epochs: int, seed: int = 42) -> dict:
     from elliot.evaluation.evaluator import Evaluator
 
     spec = CANDIDATES[name]
-    weights = "none" if name == spec[0] else name  # the plain AMR is stored as "AMR none"
-    model, info = trained_model(dataset, spec[0], weights, epochs, seed, candidate=spec)
+    model, info = _candidate_model(dataset, name, epochs, seed)
     evaluator = Evaluator(dataset, cutoffs=[20], metrics=["Recall", "nDCG"])
     clean = evaluator.evaluate(model, "test")
     validation = evaluator.evaluate(model, "validation").values[CUTOFF]  # what a researcher may select on
@@ -254,9 +260,7 @@ def fill_validation(dataset, epochs: int, seed: int = 42) -> None:
     for record in runs:
         if record.get("validation") or record["dataset"] != dataset.name or record["candidate"] not in CANDIDATES:
             continue
-        spec = CANDIDATES[record["candidate"]]
-        weights = "none" if record["candidate"] == spec[0] else record["candidate"]
-        model, info = trained_model(dataset, spec[0], weights, record["epochs"], seed, candidate=spec)
+        model, info = _candidate_model(dataset, record["candidate"], record["epochs"], seed)
         if not info["loaded_weights"]:
             raise SystemExit(f"{record['candidate']}: no stored weights; rerun --candidates for it")
         record["validation"] = evaluator.evaluate(model, "validation").values[CUTOFF]

@@ -23,3 +23,8 @@ METHOD_KEYS = {
 PROJECTIONS = ("linf", "l2")
 STEPS = ("sign", "l2")
 SPLITS = ("test", "validation")
+
+
+def canonical_method(name) -> str:
+    """The method an entry's ``method`` value names (any case, aliases resolved); may not be in METHODS."""
+    return ALIASES.get(str(name).lower(), str(name).lower())

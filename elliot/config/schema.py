@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic import StrictInt, StrictStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from elliot.config.attack_keys import ALIASES, METHOD_KEYS, METHODS
+from elliot.config.attack_keys import ALIASES, METHOD_KEYS, METHODS, canonical_method
 from elliot.config.elliot_compat import IGNORED_META, LOADER_SPELLINGS
 from elliot.config.schema_types import (Alternatives, Block, Flag, PositiveInt, ci_pattern, integer, name_of, number,
                                         one_or_list, open_mapping)
@@ -313,7 +313,7 @@ def _attack_keys(value):
             method = entry if isinstance(entry, str) else entry.get("method")
             if method is None:
                 continue  # the attack validator says "an attack needs 'method'"
-            method = ALIASES.get(str(method).lower(), str(method).lower())
+            method = canonical_method(method)
             if method not in METHODS:
                 raise PydanticCustomError("unknown_key", "unknown {kind} '{key}'",  # said with the key typos
                                           {"kind": "attack method", "key": str(entry if isinstance(entry, str)

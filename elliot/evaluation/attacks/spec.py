@@ -51,7 +51,7 @@ DEFAULT_ATTACK: Dict[str, Any] = {"method": "fgsm_l2", "modality": "all", "eps_r
 
 # the key tables live in a torch-free module, so that the config package (and its JSON Schema) can read them
 from elliot.config.attack_keys import (ALIASES, BUDGET_KEYS, COMMON_KEYS, METHOD_KEYS, METHODS,  # noqa: E402,F401
-                                       MISSING_MODES, MSAP_KEYS, PROJECTIONS, PROMOTION_ATTACKS, SPLITS, STEPS)
+                                       MISSING_MODES, canonical_method, MSAP_KEYS, PROJECTIONS, PROMOTION_ATTACKS, SPLITS, STEPS)
 
 
 def _err(where: str, msg: str) -> ConfigError:
@@ -95,7 +95,7 @@ def normalise_attack(raw, where: str) -> Dict[str, Any]:
         raise _err(where, f"an attack must be a mapping with at least 'method', got {raw!r}")
     if "method" not in raw:
         raise _err(where, f"an attack needs 'method' ({', '.join(METHODS)})")
-    method = ALIASES.get(str(raw["method"]).lower(), str(raw["method"]).lower())
+    method = canonical_method(raw["method"])
     if method not in METHODS:
         raise ConfigError(unknown_name("attack method", raw["method"], list(METHODS) + list(ALIASES),
                                        where=f"{where}.method"))
