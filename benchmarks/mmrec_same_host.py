@@ -1,7 +1,10 @@
 """Seconds per training epoch of MMRec (the peer the issue's targets quote) next to ours, on this host, now.
 
     OMP_NUM_THREADS=1 python benchmarks/mmrec_same_host.py --mmrec /path/to/MMRec [--python /path/to/python] \
-        [--models BPR VBPR ...] [--epochs 8] [--our-epochs 5] [--commit SHA] [--only-doc]
+        [--models BPR VBPR ...] [--epochs 8] [--our-epochs 5] [--commit SHA] [--only-doc] [--accuracy]
+
+``--accuracy``: MMRec's test accuracy at the same settings, trained to its early stop on validation
+(``benchmarks/mmrec_same_host_accuracy.py``, ``docs/mmrec_same_host_accuracy.md``).
 
 The issue's MMRec numbers were taken on another day; this VM's speed drifts by 2x between sessions, so
 the only fair comparison is both frameworks on the same host, minutes apart.  For every model the script
@@ -389,7 +392,16 @@ def main(argv=None) -> None:
     parser.add_argument("--commit", default="", help="MMRec commit (default: git rev-parse of --mmrec; pass it "
                         "for a checkout without .git, e.g. one unpacked with git archive)")
     parser.add_argument("--only-doc", action="store_true", help="rewrite the doc from the stored runs")
+    parser.add_argument("--accuracy", action="store_true", help="MMRec's accuracy to its early stop instead of "
+                        "seconds per epoch (benchmarks/mmrec_same_host_accuracy.py)")
     args = parser.parse_args(argv)
+    if args.accuracy:
+        if args.mmrec is None and not args.only_doc:
+            parser.error("--mmrec is required (unless --only-doc)")
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.mmrec_same_host_accuracy import main as accuracy_main
+        accuracy_main(args)
+        return
     runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
     if args.only_doc:
         write_doc(runs)

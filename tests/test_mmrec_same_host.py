@@ -90,3 +90,31 @@ def test_performance_doc_has_the_mmrec_side_by_side_section(tmp_path):
     assert "| BPR / BPRMF | 1.00 | 0.250 | 4.0x | yes | 5.0x | 1 / 1 | 3.0 → 4.0 | now |" in lines
     assert any("DA-MRS" in line and "failed in the last run: MGCN" in line for line in lines)
     assert performance.mmrec_side_by_side(tmp_path / "missing.json") == []
+
+
+def test_accuracy_schedule_follows_our_stopping_rule():
+    from benchmarks import mmrec_same_host_accuracy as acc
+    s = acc.our_schedule("bm3_tiktok.yml", "BM3")
+    assert s == {"epochs": 300, "validation_rate": 5, "patience": 6}
+
+
+def test_accuracy_parses_mmrec_result_lines_and_writes_the_doc(tmp_path, monkeypatch):
+    from benchmarks import mmrec_same_host_accuracy as acc
+    line = "recall@10: 0.0312    recall@20: 0.0482    ndcg@20: 0.0201    precision@20: 0.0024    "
+    assert acc.parse_metrics(line) == {"recall@10": 0.0312, "recall@20": 0.0482, "ndcg@20": 0.0201,
+                                       "precision@20": 0.0024}
+    monkeypatch.setattr(acc, "DOC", tmp_path / "acc.md")
+    ok = {"mmrec": {"valid": {"recall@20": 0.0473}, "test": {"recall@20": 0.0482}, "best_epoch": 60,
+                    "epochs_run": 80, "train_s": 70.0},
+          "ours": {"same": {"test": 0.0501, "valid": 0.0460, "best_epoch": 10, "epochs_run": 30, "name": "x"},
+                   "selected": {"test": 0.0501, "valid": 0.0460, "best_epoch": 10, "epochs_run": 30, "name": "x"},
+                   "trials": 4},
+          "mmrec_params": {"reg_weight": [1e-4]}, "schedule": {"epochs": 300, "validation_rate": 5, "patience": 4},
+          "when": "now"}
+    acc.write_doc({"BPR": ok, "VBPR": {"error": "boom\nline two | pipe"}})
+    text = (tmp_path / "acc.md").read_text()
+    row = next(l for l in text.splitlines() if l.startswith("| BPR / BPRMF"))
+    assert "| 0.0482 | 0.0473 | 60 / 80 | 0.0501 |" in row and "-0.0019" in row
+    failed = next(l for l in text.splitlines() if l.startswith("| VBPR / VBPR"))
+    assert "boom line two / pipe" in failed
+    assert "LightGCN" in text.split("Not run yet")[1]

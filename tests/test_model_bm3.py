@@ -149,3 +149,31 @@ def test_fork_spellings_parse():
     with pytest.raises(ConfigError, match="same parameter"):
         plan_trials(cls, ModelSpec("external.BM3", Meta(validation_metric="Recall@20"),
                                    params={"l_w": 0.1, "reg_weight": 0.1}), where="m")
+
+
+def test_fine_tune_features_trains_the_tables_and_attacks_perturb_them():
+    ds = random_dataset()
+    frozen, tuned = _model(ds), _model(ds, fine_tune_features=True)
+    assert len(frozen.feature_tables) == 0 and set(tuned.feature_tables) == set(tuned.modalities)
+    raw = {m: tuned.feature(m).detach().clone() for m in tuned.modalities}
+    batch = triplet_batch(ds)
+    train_steps(frozen, batch, 3)
+    train_steps(tuned, batch, 3)
+    for m in tuned.modalities:
+        assert torch.equal(frozen.feature(m), getattr(frozen, f"_feat_{m}"))  # raw features, untouched
+        assert not torch.equal(tuned.feature(m).detach(), raw[m])  # trained with the model
+        assert torch.equal(getattr(tuned, f"_feat_{m}"), raw[m])  # the raw copy stays as loaded
+    assert any(k.startswith("feature_tables.") for k in tuned.state_dict())  # restored with the best epoch
+    m = tuned.modalities[0]
+    replaced = tuned.feature(m).detach() + 1.0
+    with tuned.features_replaced({m: replaced}):  # the attack surface is the trained table
+        assert tuned.feature(m) is replaced
+    assert tuned.feature(m) is tuned.feature_tables[m]
+
+
+def test_fine_tune_features_is_refused_where_a_model_does_not_honour_it():
+    from elliot.recommender.multimodal import MultimodalRecommender
+    from external.models.vbpr import VBPR
+    assert "fine_tune_features" in {p.name for p in BM3.declared_params()}
+    assert not VBPR.fine_tunable_features and MultimodalRecommender.fine_tunable_features is False
+    assert "fine_tune_features" not in {p.name for p in VBPR.declared_params()}

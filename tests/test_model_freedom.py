@@ -139,3 +139,13 @@ def test_modality_loss_needs_matching_sizes():
     with pytest.raises(ConfigError, match="factors must equal factors_multimod"):
         _model(ds, factors=8, factors_multimod=6)
     assert _model(ds, factors=8, factors_multimod=6, l_w=0.0).loss(triplet_batch(ds)).isfinite()
+
+
+def test_fine_tune_features_trains_the_tables_but_keeps_the_frozen_graph():
+    ds = random_dataset()
+    tuned = _model(ds, fine_tune_features=True)
+    graph = tuned.item_adj.to_dense().clone()
+    raw = {m: tuned.feature(m).detach().clone() for m in tuned.modalities}
+    train_steps(tuned, triplet_batch(ds), 3)
+    assert all(not torch.equal(tuned.feature(m).detach(), raw[m]) for m in tuned.modalities)
+    assert torch.equal(tuned.item_adj.to_dense(), graph)  # built once from the raw features, as MMRec's

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Dict, Iterator, List, Mapping, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from elliot.config.params import Param
 from elliot.dataset.dataset import Dataset
@@ -47,14 +47,27 @@ MODALITY_PARAMS: Tuple[Param, ...] = (
 )
 
 
+#: Declared by the models whose forward reads :meth:`MultimodalRecommender.feature` at every step
+#: (``fine_tunable_features = True``), so that a trained feature table is the one they use.
+FINE_TUNE_PARAM = Param("fine_tune_features", bool, False,
+                        "train the raw item feature tables with the model, as MMRec's and the authors' "
+                        "code do (Embedding.from_pretrained(freeze=False)); attacks then perturb the "
+                        "trained tables", aliases=("train_features",))
+
+
 class MultimodalRecommender(Recommender):
     """A recommender that consumes item features; see the module docstring for the hooks."""
+
+    #: True where every use of the features goes through :meth:`feature` inside the forward (no copy or
+    #: projection cached across steps), so ``fine_tune_features`` is honoured; see :data:`FINE_TUNE_PARAM`.
+    fine_tunable_features = False
 
     @classmethod
     def declared_params(cls):
         own = super().declared_params()
         names = {p.name for p in own}
-        return tuple(p for p in MODALITY_PARAMS if p.name not in names) + own
+        shared = MODALITY_PARAMS + ((FINE_TUNE_PARAM,) if cls.fine_tunable_features else ())
+        return tuple(p for p in shared if p.name not in names) + own
 
     def __init__(self, dataset: Dataset, hp: dict, device: torch.device):
         super().__init__(dataset, hp, device)
@@ -75,13 +88,22 @@ class MultimodalRecommender(Recommender):
         for m in requested:
             self.register_buffer(f"_feat_{m}", torch.from_numpy(dataset.features[m]).float().to(self.device),
                                  persistent=False)
+        # trained copies of the raw tables (in the state dict, so the best epoch's tables are restored)
+        self.feature_tables = nn.ParameterDict(
+            {m: nn.Parameter(getattr(self, f"_feat_{m}").clone()) for m in requested}
+            if self.fine_tunable_features and bool(self.hp.get("fine_tune_features", False)) else {})
         self._feature_overrides: Dict[str, Tensor] = {}
 
     # ---- features -----------------------------------------------------------------------------
     def feature(self, modality: str) -> Tensor:
-        """Raw item feature matrix (n_items, d_m) of ``modality`` (the replacement while one is active)."""
+        """Item feature matrix (n_items, d_m) of ``modality``: the replacement while one is active, else the
+        trained table (``fine_tune_features``), else the raw features."""
         override = self._feature_overrides.get(modality)
-        return override if override is not None else getattr(self, f"_feat_{modality}")
+        if override is not None:
+            return override
+        if modality in self.feature_tables:
+            return self.feature_tables[modality]
+        return getattr(self, f"_feat_{modality}")
 
     def feature_dim(self, modality: str) -> int:
         return int(getattr(self, f"_feat_{modality}").shape[1])

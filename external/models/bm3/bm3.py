@@ -38,8 +38,8 @@ default nn.Linear biases.  The fork's parameter names are accepted as aliases (`
 ``reg_weight``, ``loaders``, ...).
 
 Deviations from MMRec's code: (1) MMRec fine-tunes the raw features (``Embedding.from_pretrained(...,
-freeze=False)``); here they are fixed inputs read through ``self.feature(m)`` (the attack surface),
-W_m, b_m are trained; (2) the dropout masks come from a private generator seeded by ``seed`` (the code
+freeze=False)``); here they are fixed inputs read through ``self.feature(m)`` (the attack surface) and
+W_m, b_m are trained, unless ``fine_tune_features: true`` (MMRec's behaviour: the tables are trained too); (2) the dropout masks come from a private generator seeded by ``seed`` (the code
 uses torch's global RNG); a row repeated in a batch gets one mask, as in the code, which drops the full
 tables before gathering; (3) the predictor, projections and dropout are applied to the batch's distinct
 users and items only (the same values; MMRec maps every user and item each step); (4) modalities are
@@ -83,6 +83,7 @@ class BM3(EmbeddingScoring, MultimodalRecommender):
     """BM3 (Zhou et al., WWW 2023); see the module docstring."""
 
     name = "BM3"
+    fine_tunable_features = True  # every use of the features is self.feature(m) in the forward
     params = (
         Param("factors", int, 64, "size of user/item ID embeddings (MMRec embedding_size)",
               aliases=("embedding_size",)),

@@ -34,7 +34,8 @@ projections (as MMRec).
 
 Deviations from MMRec's code: (1) MMRec fine-tunes the raw features (``Embedding.from_pretrained(...,
 freeze=False)``); here features are fixed inputs read through ``self.feature(m)`` (the benchmark's
-attack surface), only W_m, b_m are trained; (2) the kNN graph uses ``F.normalize`` (zero rows do not
+attack surface) and only W_m, b_m are trained, unless ``fine_tune_features: true`` (MMRec's behaviour; the
+kNN graph stays the one built from the raw features at construction, as in MMRec); (2) the kNN graph uses ``F.normalize`` (zero rows do not
 produce NaNs); (3) pruning randomness comes from a generator seeded by ``seed`` and the epoch, so runs
 are reproducible; (4) the projections are computed only for the batch items (same values);
 (5) ``fuse_modalities`` (default false = MMRec) is an optional variant, see below.  The MMRec
@@ -77,6 +78,7 @@ class FREEDOM(EmbeddingScoring, MultimodalRecommender):
     """FREEDOM (Zhou & Shen, ACM MM 2023); see the module docstring."""
 
     name = "FREEDOM"
+    fine_tunable_features = True  # every use of the features is self.feature(m) in the forward
     params = (
         Param("factors", int, 64, "size of user/item ID embeddings (MMRec embedding_size)",
               aliases=("embedding_size",)),

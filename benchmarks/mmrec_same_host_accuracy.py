@@ -1,0 +1,196 @@
+"""MMRec's own accuracy on this host, same split, same configuration, validation-only selection.
+
+    OMP_NUM_THREADS=1 python benchmarks/mmrec_same_host.py --accuracy --mmrec /path/to/MMRec \
+        [--python /path/to/python] [--models BPR VBPR ...] [--commit SHA] [--only-doc]
+
+The second anchor issue 14 asks for next to the published table: MMRec (unmodified, through the same driver
+and shims as the speed comparison in ``mmrec_same_host.py``) trains each model on TikTok's fixed split in
+MMRec's format, at the one configuration of the speed pair (``MODELS``: our bench config's first grid point,
+in MMRec's keys), with our stopping rule in MMRec's terms: validation every ``validation_rate`` epochs
+(MMRec ``eval_step``), stop after ``patience`` validations without improvement (MMRec stops when its
+counter *exceeds* ``stopping_step``, so ``stopping_step = patience - 1``), at most our config's ``epochs``.
+MMRec keeps the test result of the best validation epoch (``best_test_upon_valid``); with one configuration
+its grid-point choice by test never comes into play, so the number is validation-selected, like ours.
+
+MMRec's protocol is the one of our ``config_files/bench/mmrec_protocol/`` copies: every item of any split in
+the catalogue, only training items masked at test, users without a training interaction dropped.  *ours,
+same configuration* is the trial of that same grid point in our MMRec-protocol run
+(``benchmarks/results_runs.json``); *ours, selected* is the configuration our validation picked from the
+whole grid (the number in ``docs/results.md``).
+
+Writes ``benchmarks/mmrec_same_host_accuracy_runs.json`` and ``docs/mmrec_same_host_accuracy.md``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.mmrec_same_host import (DATASET, DRIVER, MODELS, SKIPPED, convert, dataset_yaml,  # noqa: E402
+                                        mmrec_overrides, prepare)
+
+RUNS = ROOT / "benchmarks" / "mmrec_same_host_accuracy_runs.json"
+DOC = ROOT / "docs" / "mmrec_same_host_accuracy.md"
+RESULTS = ROOT / "benchmarks" / "results_runs.json"
+BENCH = ROOT / "config_files" / "bench"
+METRIC_LINE = re.compile(r"([a-z]+@\d+): ([\d.]+)")
+
+
+def our_schedule(config: str, ours: str) -> dict:
+    """epochs cap, validation_rate and patience of ``ours`` in config_files/bench/<config>."""
+    import yaml
+    models = yaml.safe_load((BENCH / config).read_text())["experiment"]["models"]
+    block = next(b for n, b in models.items() if n.split(".")[-1] == ours)
+    meta = block.get("meta") or {}
+    epochs = block.get("epochs", 100)
+    return {"epochs": int(epochs[0] if isinstance(epochs, list) else epochs),
+            "validation_rate": int(meta.get("validation_rate", 1)),
+            "patience": int((meta.get("early_stopping") or {}).get("patience", 5))}
+
+
+def parse_metrics(text: str) -> dict:
+    return {k: float(v) for k, v in METRIC_LINE.findall(text)}
+
+
+def mmrec_accuracy(mmrec: Path, python: str, model: str, work: Path, overrides: dict, schedule: dict) -> dict:
+    """Train MMRec to its early stop; the validation and test metrics of its best validation epoch."""
+    run = {"use_gpu": False, "gpu_id": 0, "data_path": str(work) + "/", "train_batch_size": 2048,
+           "embedding_size": 64, "save_recommended_topk": False, "epochs": schedule["epochs"],
+           "eval_step": schedule["validation_rate"], "stopping_step": schedule["patience"] - 1,
+           "topk": [10, 20, 50], **overrides}
+    start = time.perf_counter()
+    proc = subprocess.run([python, "-c", DRIVER, model, DATASET, json.dumps(run)], cwd=mmrec / "src",
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    log = proc.stdout + proc.stderr
+    valid = re.findall(r"best valid result: (.*)", log)
+    test = re.findall(r"\btest result: (.*)\n", log)  # the last is quick_start's best_test_upon_valid
+    if proc.returncode or not valid or not test:
+        raise RuntimeError(f"MMRec {model} failed (exit {proc.returncode}):\n{log[-3000:]}")
+    stop = re.search(r"best eval result in epoch (\d+)", log)
+    trained = re.findall(r"epoch (\d+) training \[time", log)
+    train_s = [float(t) for t in re.findall(r"epoch \d+ training \[time: ([\d.]+)s", log)]
+    return {"valid": parse_metrics(valid[-1]), "test": parse_metrics(test[-1]),
+            "best_epoch": int(stop.group(1)) + 1 if stop else None,  # MMRec counts epochs from 0
+            "epochs_run": int(trained[-1]) + 1 if trained else 0, "stopped_early": bool(stop),
+            "train_s": round(sum(train_s), 1), "wall_s": round(wall, 1), "run": run}
+
+
+def ours_at(config: str, ours: str) -> dict:
+    """Our MMRec-protocol run of the same config: the first grid point's trial and the selected one."""
+    if not RESULTS.exists():
+        return {}
+    runs = json.loads(RESULTS.read_text())
+    key = next((k for k in runs if k.startswith(f"mmrec_protocol/{config}::")
+                and k.split("::")[1].split(".")[-1] == ours), None)
+    if key is None:
+        return {}
+    rec = runs[key]
+    from elliot.config import load_config
+    from elliot.recommender.registry import resolve_model
+    from elliot.search.plan import plan_trials
+    cfg = load_config(BENCH / "mmrec_protocol" / config)
+    name = key.split("::")[1]
+    first = next(iter(plan_trials(resolve_model(name, None), cfg.models[name], where=name).configurations()))
+    same = next((t for t in rec["trials"] if all(t["params"].get(k) == v for k, v in first.items()
+                                                 if k in t["params"])), None)
+    best = next((t for t in rec["trials"] if t["name"] == rec["best"]), None)
+
+    def pick(t):
+        return None if t is None else {"test": t["test"]["20"]["Recall"], "valid": t["validation"]["20"]["Recall"],
+                                       "best_epoch": t["best_epoch"], "epochs_run": t["epochs_run"],
+                                       "name": t["name"]}
+    return {"key": key, "same": pick(same), "selected": pick(best), "trials": len(rec["trials"]),
+            "commit": rec.get("commit")}
+
+
+def write_doc(runs: dict) -> None:
+    lines = ["# MMRec's accuracy on this host, next to ours", "",
+             "Written by `python benchmarks/mmrec_same_host.py --accuracy` (`benchmarks/mmrec_same_host_accuracy.py`; "
+             "its docstring says exactly what runs).  TikTok's fixed split, MMRec's protocol in both frameworks "
+             "(every item of any split ranked, only training items masked at test).  MMRec, unmodified, trains "
+             "ONE configuration - the first grid point of our bench config, in MMRec's keys (*settings*) - "
+             "with our stopping rule (validation every *val every* epochs, stop after *patience* validations "
+             "without improvement, at most *cap* epochs) and keeps the test result of its best validation epoch, "
+             "so its number is selected on validation only.  *ours, same config*: our trial of that grid point; "
+             "*ours, selected*: the configuration our validation picked from the whole grid (`docs/results.md`).  "
+             "Recall@20 throughout; MMRec logs 4 decimals.", "",
+             "| model (MMRec / ours) | MMRec test | MMRec val | MMRec best ep / ran | ours, same config: test | val "
+             "| best ep / ran | ours, selected: test | val | trials | MMRec - ours (same config) | settings | cap "
+             "| val every | patience | MMRec train s | when |", "|" + "---|" * 17]
+    for name in [m for m in MODELS if m in runs]:
+        r = runs[name]
+        label = f"{name} / {MODELS[name].ours}"
+        if "mmrec" not in r:
+            lines.append(f"| {label} | failed: {r.get('error', '?')[:160].replace('|', '/').replace(chr(10), ' ')} |" + " |" * 15)
+            continue
+        mm, ours = r["mmrec"], r.get("ours") or {}
+        same, sel = ours.get("same"), ours.get("selected")
+        sched = r["schedule"]
+        settings = ", ".join(f"{k} {v[0] if isinstance(v, list) and len(v) == 1 else v}"
+                             for k, v in r["mmrec_params"].items() if k != "learning_rate_scheduler")
+
+        def fmt(t, key):
+            return "-" if not t else f"{t[key]:.4f}"
+        same_ep = "-" if not same else f"{same['best_epoch']} / {same['epochs_run']}"
+        diff = "-" if not same else f"{mm['test']['recall@20'] - same['test']:+.4f}"
+        lines.append(
+            f"| {label} | {mm['test']['recall@20']:.4f} | {mm['valid']['recall@20']:.4f} | "
+            f"{mm['best_epoch'] or '-'} / {mm['epochs_run']} | {fmt(same, 'test')} | {fmt(same, 'valid')} | "
+            f"{same_ep} | "
+            f"{fmt(sel, 'test')} | {fmt(sel, 'valid')} | {ours.get('trials', '-')} | {diff} | {settings} | "
+            f"{sched['epochs']} | {sched['validation_rate']} | {sched['patience']} | {mm['train_s']:.0f} | "
+            f"{r['when']} |")
+    missing = [m for m in MODELS if m not in runs]
+    if missing:
+        lines += ["", "**Not run yet** (the 2-core host's time went to our own runs; each takes MMRec's s/epoch "
+                  "in `docs/mmrec_same_host.md` times its epochs): " + ", ".join(missing) + "."]
+    lines += ["", "**Not comparable here**: " + "; ".join(f"{label} ({why})" for label, why, _ in SKIPPED.values())
+              + "."]
+    DOC.write_text("\n".join(lines) + "\n")
+
+
+def main(args) -> None:
+    runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
+    if args.only_doc:
+        for name, r in runs.items():  # our side may have been re-run since
+            if name in MODELS:
+                r["ours"] = ours_at(MODELS[name].config, MODELS[name].ours)
+        write_doc(runs)
+        print(f"wrote {DOC.relative_to(ROOT)}")
+        return
+    args.work = args.work.resolve()
+    commit = args.commit or subprocess.run(["git", "-C", str(args.mmrec), "rev-parse", "--short", "HEAD"],
+                                           capture_output=True, text=True).stdout.strip() or "unknown"
+    counts = convert(args.work)
+    dataset_yaml(args.mmrec, args.work)
+    for name in args.models:
+        pair = MODELS[name]
+        overrides, narrowed = mmrec_overrides(args.mmrec, name, pair.params)
+        schedule = our_schedule(pair.config, pair.ours)
+        record = {"mmrec_params": overrides, "narrowed": narrowed, "schedule": schedule, "mmrec_commit": commit[:12],
+                  "data": counts, "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M"),
+                  "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+        try:
+            record["preprocessing_s"] = prepare(args.mmrec, args.python, args.work, pair.needs)
+            record["mmrec"] = mmrec_accuracy(args.mmrec, args.python, name, args.work, overrides, schedule)
+        except (RuntimeError, SystemExit) as err:
+            record["error"] = str(err)[-3000:]
+            print(f"{name}: FAILED\n{record['error']}", flush=True)
+        record["ours"] = ours_at(pair.config, pair.ours)
+        runs[name] = record
+        if "mmrec" in record:
+            print(f"{name}: MMRec test Recall@20 {record['mmrec']['test']['recall@20']:.4f} "
+                  f"(val {record['mmrec']['valid']['recall@20']:.4f}, best epoch {record['mmrec']['best_epoch']})",
+                  flush=True)
+        RUNS.write_text(json.dumps(runs, indent=1, sort_keys=True))
+        write_doc(runs)
+    print(f"wrote {DOC.relative_to(ROOT)}")
