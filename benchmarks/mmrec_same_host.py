@@ -394,6 +394,9 @@ def main(argv=None) -> None:
     parser.add_argument("--only-doc", action="store_true", help="rewrite the doc from the stored runs")
     parser.add_argument("--accuracy", action="store_true", help="MMRec's accuracy to its early stop instead of "
                         "seconds per epoch (benchmarks/mmrec_same_host_accuracy.py)")
+    parser.add_argument("--from-log", nargs="+", type=Path, default=[], metavar="LOG",
+                        help="with --accuracy: record finished MMRec runs from their logs (src/log/<MODEL>-"
+                        f"{DATASET}-<date>.log) instead of training")
     args = parser.parse_args(argv)
     if args.accuracy:
         if args.mmrec is None and not args.only_doc:

@@ -71,17 +71,28 @@ def mmrec_accuracy(mmrec: Path, python: str, model: str, work: Path, overrides: 
                           capture_output=True, text=True)
     wall = time.perf_counter() - start
     log = proc.stdout + proc.stderr
-    valid = re.findall(r"best valid result: (.*)", log)
-    test = re.findall(r"\btest result: (.*)\n", log)  # the last is quick_start's best_test_upon_valid
-    if proc.returncode or not valid or not test:
+    if proc.returncode:
         raise RuntimeError(f"MMRec {model} failed (exit {proc.returncode}):\n{log[-3000:]}")
+    try:
+        out = parse_log(log)
+    except RuntimeError as err:
+        raise RuntimeError(f"MMRec {model}: {err}:\n{log[-3000:]}") from None
+    return {**out, "wall_s": round(wall, 1), "run": run}
+
+
+def parse_log(log: str) -> dict:
+    """The result of a finished MMRec run from its log text (``quick_start``'s last lines)."""
+    valid = re.findall(r"best valid result: (.*)", log)
+    test = re.findall(r"\btest result: (.*)\n", log)
+    if not valid or not test:
+        raise RuntimeError("no 'best valid result' / 'test result' lines: the run did not finish")
     stop = re.search(r"best eval result in epoch (\d+)", log)
     trained = re.findall(r"epoch (\d+) training \[time", log)
     train_s = [float(t) for t in re.findall(r"epoch \d+ training \[time: ([\d.]+)s", log)]
     return {"valid": parse_metrics(valid[-1]), "test": parse_metrics(test[-1]),
             "best_epoch": int(stop.group(1)) + 1 if stop else None,  # MMRec counts epochs from 0
             "epochs_run": int(trained[-1]) + 1 if trained else 0, "stopped_early": bool(stop),
-            "train_s": round(sum(train_s), 1), "wall_s": round(wall, 1), "run": run}
+            "train_s": round(sum(train_s), 1)}
 
 
 def ours_at(config: str, ours: str) -> dict:
@@ -167,6 +178,23 @@ def main(args) -> None:
         write_doc(runs)
         print(f"wrote {DOC.relative_to(ROOT)}")
         return
+    if args.from_log:
+        for path in args.from_log:
+            name = path.name.split("-")[0]
+            if name not in MODELS:
+                raise SystemExit(f"{path}: {name!r} is not one of the pairs: {', '.join(MODELS)}")
+            pair = MODELS[name]
+            overrides, narrowed = mmrec_overrides(args.mmrec, name, pair.params)
+            record = {"mmrec_params": overrides, "narrowed": narrowed, "mmrec_commit": (args.commit or "unknown")[:12],
+                      "schedule": our_schedule(pair.config, pair.ours), "host": platform.node(),
+                      "when": time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime)),
+                      "mmrec": {**parse_log(path.read_text()), "recovered_from": path.name}}
+            record["ours"] = ours_at(pair.config, pair.ours)
+            runs[name] = record
+            print(f"{name}: MMRec test Recall@20 {record['mmrec']['test']['recall@20']:.4f} (from {path.name})")
+        RUNS.write_text(json.dumps(runs, indent=1, sort_keys=True))
+        write_doc(runs)
+        return
     args.work = args.work.resolve()
     commit = args.commit or subprocess.run(["git", "-C", str(args.mmrec), "rev-parse", "--short", "HEAD"],
                                            capture_output=True, text=True).stdout.strip() or "unknown"
@@ -185,8 +213,12 @@ def main(args) -> None:
         except (RuntimeError, SystemExit) as err:
             record["error"] = str(err)[-3000:]
             print(f"{name}: FAILED\n{record['error']}", flush=True)
-        record["ours"] = ours_at(pair.config, pair.ours)
         runs[name] = record
+        RUNS.write_text(json.dumps(runs, indent=1, sort_keys=True))  # MMRec's finished run first
+        try:
+            record["ours"] = ours_at(pair.config, pair.ours)
+        except Exception as err:  # our side is looked up again by --only-doc; never lose MMRec's run to it
+            print(f"{name}: our side not read ({type(err).__name__}: {err})", flush=True)
         if "mmrec" in record:
             print(f"{name}: MMRec test Recall@20 {record['mmrec']['test']['recall@20']:.4f} "
                   f"(val {record['mmrec']['valid']['recall@20']:.4f}, best epoch {record['mmrec']['best_epoch']})",

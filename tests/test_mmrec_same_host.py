@@ -118,3 +118,19 @@ def test_accuracy_parses_mmrec_result_lines_and_writes_the_doc(tmp_path, monkeyp
     failed = next(l for l in text.splitlines() if l.startswith("| VBPR / VBPR"))
     assert "boom line two / pipe" in failed
     assert "LightGCN" in text.split("Not run yet")[1]
+
+
+def test_accuracy_reads_a_finished_run_from_mmrecs_log():
+    from benchmarks import mmrec_same_host_accuracy as acc
+    log = ("Wed INFO epoch 0 training [time: 1.50s, train loss: 9.1]\n"
+           "Wed INFO epoch 4 training [time: 1.20s, train loss: 7.0]\n"
+           "Wed INFO epoch 4 evaluating [time: 0.80s, valid_score: 0.040000]\n"
+           "Wed INFO test result: \nrecall@20: 0.0300    \n"
+           "Wed INFO +++++Finished training, best eval result in epoch 4\n"
+           "Wed INFO best valid result: recall@20: 0.0400    ndcg@20: 0.0200    \n"
+           "Wed INFO test result: recall@20: 0.0350    ndcg@20: 0.0150    \n")
+    out = acc.parse_log(log)
+    assert out["valid"] == {"recall@20": 0.04, "ndcg@20": 0.02} and out["test"] == {"recall@20": 0.035, "ndcg@20": 0.015}
+    assert (out["best_epoch"], out["epochs_run"], out["stopped_early"], out["train_s"]) == (5, 5, True, 2.7)
+    with pytest.raises(RuntimeError, match="did not finish"):
+        acc.parse_log(log.split("Wed INFO best valid")[0])
