@@ -381,6 +381,24 @@ def write_doc(runs: dict) -> None:
     DOC.write_text("\n".join(lines) + "\n")
 
 
+def prepare_work(args) -> tuple[str, dict]:
+    """MMRec's commit and TikTok converted into MMRec's format under ``--work`` (shared by both modes)."""
+    args.work = args.work.resolve()
+    commit = args.commit or subprocess.run(["git", "-C", str(args.mmrec), "rev-parse", "--short", "HEAD"],
+                                           capture_output=True, text=True).stdout.strip() or "unknown"
+    counts = convert(args.work)
+    dataset_yaml(args.mmrec, args.work)
+    return commit, counts
+
+
+def base_record(mmrec: Path, name: str, commit: str, counts: dict) -> dict:
+    """What every stored run of ``name`` starts with: the settings passed to MMRec and where it ran."""
+    overrides, narrowed = mmrec_overrides(mmrec, name, MODELS[name].params)
+    return {"mmrec_params": overrides, "narrowed": narrowed, "mmrec_commit": commit[:12], "data": counts,
+            "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M"),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mmrec", type=Path, help="checkout of github.com/enoche/MMRec")
@@ -412,17 +430,11 @@ def main(argv=None) -> None:
         return
     if args.mmrec is None:
         parser.error("--mmrec is required (unless --only-doc)")
-    args.work = args.work.resolve()
-    commit = args.commit or subprocess.run(["git", "-C", str(args.mmrec), "rev-parse", "--short", "HEAD"],
-                                           capture_output=True, text=True).stdout.strip() or "unknown"
-    counts = convert(args.work)
-    dataset_yaml(args.mmrec, args.work)
+    commit, counts = prepare_work(args)
     for name in args.models:
         pair = MODELS[name]
-        overrides, narrowed = mmrec_overrides(args.mmrec, name, pair.params)
-        record = {"mmrec_params": overrides, "narrowed": narrowed, "mmrec_commit": commit[:12], "data": counts,
-                  "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M"),
-                  "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+        record = base_record(args.mmrec, name, commit, counts)
+        overrides = record["mmrec_params"]
         try:
             record["preprocessing_s"] = prepare(args.mmrec, args.python, args.work, pair.needs)
             load0 = os.getloadavg()[0]

@@ -23,8 +23,6 @@ Writes ``benchmarks/mmrec_same_host_accuracy_runs.json`` and ``docs/mmrec_same_h
 from __future__ import annotations
 
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -34,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.mmrec_same_host import (DATASET, DRIVER, MODELS, SKIPPED, convert, dataset_yaml,  # noqa: E402
-                                        mmrec_overrides, prepare)
+from benchmarks.mmrec_same_host import (DATASET, DRIVER, MODELS, SKIPPED, base_record, prepare,  # noqa: E402
+                                        prepare_work)
 
 RUNS = ROOT / "benchmarks" / "mmrec_same_host_accuracy_runs.json"
 DOC = ROOT / "docs" / "mmrec_same_host_accuracy.md"
@@ -184,9 +182,8 @@ def main(args) -> None:
             if name not in MODELS:
                 raise SystemExit(f"{path}: {name!r} is not one of the pairs: {', '.join(MODELS)}")
             pair = MODELS[name]
-            overrides, narrowed = mmrec_overrides(args.mmrec, name, pair.params)
-            record = {"mmrec_params": overrides, "narrowed": narrowed, "mmrec_commit": (args.commit or "unknown")[:12],
-                      "schedule": our_schedule(pair.config, pair.ours), "host": platform.node(),
+            record = {**base_record(args.mmrec, name, args.commit or "unknown", {}),
+                      "schedule": our_schedule(pair.config, pair.ours),
                       "when": time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime)),
                       "mmrec": {**parse_log(path.read_text()), "recovered_from": path.name}}
             record["ours"] = ours_at(pair.config, pair.ours)
@@ -195,18 +192,12 @@ def main(args) -> None:
         RUNS.write_text(json.dumps(runs, indent=1, sort_keys=True))
         write_doc(runs)
         return
-    args.work = args.work.resolve()
-    commit = args.commit or subprocess.run(["git", "-C", str(args.mmrec), "rev-parse", "--short", "HEAD"],
-                                           capture_output=True, text=True).stdout.strip() or "unknown"
-    counts = convert(args.work)
-    dataset_yaml(args.mmrec, args.work)
+    commit, counts = prepare_work(args)
     for name in args.models:
         pair = MODELS[name]
-        overrides, narrowed = mmrec_overrides(args.mmrec, name, pair.params)
         schedule = our_schedule(pair.config, pair.ours)
-        record = {"mmrec_params": overrides, "narrowed": narrowed, "schedule": schedule, "mmrec_commit": commit[:12],
-                  "data": counts, "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M"),
-                  "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+        record = {**base_record(args.mmrec, name, commit, counts), "schedule": schedule}
+        overrides = record["mmrec_params"]
         try:
             record["preprocessing_s"] = prepare(args.mmrec, args.python, args.work, pair.needs)
             record["mmrec"] = mmrec_accuracy(args.mmrec, args.python, name, args.work, overrides, schedule)
