@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -121,7 +122,8 @@ class EntryDropout:
     """:func:`entry_dropout` of one fixed coalesced ``adj``, called once per training step: the CSR of the
     kept entries and of their transpose are built straight from the kept mask (the entries' row-major order
     and the column-major permutation are computed once), with no sort per call - the same matrices, bit
-    for bit, as coalescing the dropped COO tensor (about 15 ms per step on TikTok's 119k-entry graph)."""
+    for bit, as coalescing the dropped COO tensor (3-4 ms per step on TikTok's 119k-entry graph, against 15 ms
+    for the coalesce)."""
 
     def __init__(self, adj: Tensor):
         adj = adj.coalesce()
@@ -134,12 +136,31 @@ class EntryDropout:
         self.perm = perm
         self.rows_t, self.cols_t, self.values_t = cols[perm], rows[perm], self.values[perm]
         self.int32 = max(self.values.shape[0], *self.shape) < 2 ** 31
+        n_rows, n_cols = self.shape
+        # where each row's entries start in the row-major order (of A and of A^T): a kept entry's new
+        # position is the running count of kept entries, so the kept matrices' row pointers are that count
+        # read at these offsets (no bincount, no sort)
+        self.crow = self._row_offsets(rows, n_rows)
+        self.crow_t = self._row_offsets(self.rows_t, n_cols)
+        index_dtype = torch.int32 if self.int32 else torch.int64  # the CSR's index type, cast once here
+        self.cols_index, self.cols_t_index = self.cols.to(index_dtype), self.cols_t.to(index_dtype)
 
-    def _csr(self, rows: Tensor, cols: Tensor, values: Tensor, n_rows: int, n_cols: int) -> Tensor:
-        dtype = torch.int32 if self.int32 else torch.int64
+    @staticmethod
+    def _row_offsets(rows: Tensor, n_rows: int) -> Tensor:
         crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
         crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
-        return torch.sparse_csr_tensor(crow.to(dtype), cols.to(dtype), values, (n_rows, n_cols))
+        return crow
+
+    def _kept(self, keep: Tensor, crow: Tensor, cols: Tensor, values: Tensor, keep_rate: float,
+              shape: Tuple[int, int]) -> Tensor:
+        """CSR of the entries flagged in ``keep`` (row-major order), values divided by ``keep_rate``."""
+        dtype = cols.dtype
+        kept_before = torch.zeros(keep.shape[0] + 1, dtype=dtype, device=keep.device)
+        torch.cumsum(keep, 0, dtype=dtype, out=kept_before[1:])
+        idx = keep.nonzero().squeeze(1)
+        return torch.sparse_csr_tensor(kept_before.index_select(0, crow),
+                                       cols.index_select(0, idx),
+                                       values.index_select(0, idx) / keep_rate, shape)
 
     def __call__(self, rate: float, gen: torch.Generator) -> SparseOp:
         keep = (torch.rand(self.values.shape[0], generator=gen) >= rate).to(self.device)
@@ -147,7 +168,6 @@ class EntryDropout:
         n_rows, n_cols = self.shape
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
             warnings.simplefilter("ignore", UserWarning)
-            csr = self._csr(self.rows[keep], self.cols[keep], self.values[keep] / (1.0 - rate), n_rows, n_cols)
-            csr_t = self._csr(self.rows_t[keep_t], self.cols_t[keep_t], self.values_t[keep_t] / (1.0 - rate),
-                              n_cols, n_rows)
+            csr = self._kept(keep, self.crow, self.cols_index, self.values, 1.0 - rate, (n_rows, n_cols))
+            csr_t = self._kept(keep_t, self.crow_t, self.cols_t_index, self.values_t, 1.0 - rate, (n_cols, n_rows))
         return SparseOp.from_csr(csr, csr_t)
