@@ -47,7 +47,10 @@ RUNS = ROOT / "benchmarks" / "performance_runs.json"
 DOC = ROOT / "docs" / "performance.md"
 BENCH = ROOT / "config_files" / "bench"
 PARTS = ("models", "scaling", "lattice-graph", "sampler", "loading", "profile")
-MODELS = ("BPRMF", "LightGCN", "VBPR", "LightGCNM", "MMGCN", "GRCN", "SLMRec", "FREEDOM", "LATTICE")
+MODELS = ("BPRMF", "LightGCN", "VBPR", "LightGCNM", "MMGCN", "GRCN", "SLMRec", "FREEDOM", "LATTICE",
+          # issue 14's additions (ItemKNNCBF has no training epoch: its cost is the kNN build, see lattice-graph)
+          "NGCF", "SGL", "LayerGCN", "SelfCF", "MBPR", "NGCFM", "BM3", "DRAGON", "MGCN", "LGMRec", "SMORE",
+          "DualGNN", "DAMRS", "PGL", "MVGAE", "MMGCF", "DiffMM")
 DATASETS = ("tiktok", "lfm2k")
 PROFILED = ("LightGCN", "MMGCN", "GRCN", "SLMRec", "LATTICE")
 CUTOFFS = (10, 20, 50)
