@@ -106,3 +106,18 @@ def test_registry_and_mmrec_names():
 
     space = coerce_params(LayerGCN.declared_params(), {"embedding_size": 16, "reg_weight": [1e-3, 1e-4]}, "m")
     assert space.fixed["factors"] == 16 and space.axes["l_w"] == [1e-3, 1e-4]
+
+
+def test_ego_reweight_gradient_matches_autograd_of_the_cosine():
+    from elliot.recommender.layergcn import _EgoReweight
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(7, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    ego = torch.randn(7, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: _EgoReweight.apply(a, b, b.detach().pow(2).sum(1)), (x, ego))
+    g = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    (_EgoReweight.apply(x, ego, ego.detach().pow(2).sum(1)) * g).sum().backward()
+    fast = x.grad.clone(), ego.grad.clone()
+    x.grad = ego.grad = None
+    ((F.cosine_similarity(x, ego, dim=-1).unsqueeze(1) * x) * g).sum().backward()
+    assert torch.allclose(fast[0], x.grad) and torch.allclose(fast[1], ego.grad)
