@@ -109,12 +109,8 @@ class SelfCF(EmbeddingScoring, Recommender):
     # ---- training ---------------------------------------------------------------------------------
     def loss(self, batch: TripletBatch) -> Tensor:
         """SelfCF's objective on the batch's (user, positive item) pairs; ``neg_items`` is not used."""
-        # the layer sum is divided on the gathered rows only (the same values bit for bit as dividing the
-        # whole table, without two passes over it per step)
-        total = propagate_sum(self._training_graph(), self.embedding, int(self.n_layers))
-        layers = int(self.n_layers) + 1
-        u = gather_rows(total[: self.n_users], batch.users) / layers
-        i = gather_rows(total[self.n_users:], batch.pos_items) / layers
+        users_all, items_all = self._encode(self._training_graph())
+        u, i = gather_rows(users_all, batch.users), gather_rows(items_all, batch.pos_items)
         reg = (u.pow(2).sum() + i.pow(2).sum()) / 2
         u_t, i_t = self._target(u), self._target(i)
         return (neg_cosine(self.predictor(u), i_t) / 2 + neg_cosine(self.predictor(i), u_t) / 2
