@@ -131,19 +131,17 @@ class EntryDropout:
         self.device = adj.device
         rows, cols = adj.indices()
         self.values = adj.values()
-        self.rows, self.cols = rows, cols
-        perm = torch.argsort(cols * self.shape[0] + rows)  # A^T's row-major order (keys are unique)
-        self.perm = perm
-        self.rows_t, self.cols_t, self.values_t = cols[perm], rows[perm], self.values[perm]
-        self.int32 = max(self.values.shape[0], *self.shape) < 2 ** 31
+        self.perm = torch.argsort(cols * self.shape[0] + rows)  # A^T's row-major order (keys are unique)
+        rows_t, cols_t, self.values_t = cols[self.perm], rows[self.perm], self.values[self.perm]
         n_rows, n_cols = self.shape
         # where each row's entries start in the row-major order (of A and of A^T): a kept entry's new
         # position is the running count of kept entries, so the kept matrices' row pointers are that count
         # read at these offsets (no bincount, no sort)
         self.crow = self._row_offsets(rows, n_rows)
-        self.crow_t = self._row_offsets(self.rows_t, n_cols)
-        index_dtype = torch.int32 if self.int32 else torch.int64  # the CSR's index type, cast once here
-        self.cols_index, self.cols_t_index = self.cols.to(index_dtype), self.cols_t.to(index_dtype)
+        self.crow_t = self._row_offsets(rows_t, n_cols)
+        # the CSR's index type, cast once here
+        index_dtype = torch.int32 if max(self.values.shape[0], *self.shape) < 2 ** 31 else torch.int64
+        self.cols_index, self.cols_t_index = cols.to(index_dtype), cols_t.to(index_dtype)
 
     @staticmethod
     def _row_offsets(rows: Tensor, n_rows: int) -> Tensor:
