@@ -136,7 +136,7 @@ class EntryDropout:
         n_rows, n_cols = self.shape
         # where each row's entries start in the row-major order (of A and of A^T): a kept entry's new
         # position is the running count of kept entries, so the kept matrices' row pointers are that count
-        # read at these offsets (no bincount, no sort)
+        # read at these offsets (no bincount or sort per step)
         self.crow = self._row_offsets(rows, n_rows)
         self.crow_t = self._row_offsets(rows_t, n_cols)
         # the CSR's index type, cast once here
