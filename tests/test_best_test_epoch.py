@@ -1,0 +1,38 @@
+"""benchmarks/best_test_epoch.py: the copy it trains (validation = test, every epoch, grid pinned to our
+validation's choice); the training itself needs ../shared and is a diagnostic, not a unit test."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks import best_test_epoch as bte
+
+GRCN = bte.ROOT / "config_files" / "bench" / "mmrec_protocol" / "grcn_tiktok.yml"
+
+
+def test_copy_validates_on_test_every_epoch_at_the_selected_point():
+    runs = json.loads((bte.ROOT / "benchmarks" / "results_runs.json").read_text())
+    rec = runs["mmrec_protocol/grcn_tiktok.yml::external.GRCN"]
+    chosen = next(t["params"] for t in rec["trials"] if t["name"] == rec["best"])
+    exp = bte.test_selected_config(GRCN, epochs=7, patience=3)["experiment"]
+    data = exp["data_config"]
+    assert data["validation_path"] == data["test_path"]
+    assert Path(data["train_path"]).is_absolute() and data["train_path"].endswith("{0}/train.tsv")
+    assert all(Path(s[k]).is_absolute() for s in data["side_information"] for k in s if k.endswith("_features"))
+    block = exp["models"]["external.GRCN"]
+    original = yaml.safe_load(GRCN.read_text())["experiment"]["models"]["external.GRCN"]
+    assert isinstance(original["lr"], list) and block["lr"] == chosen["lr"]  # the grid axis is pinned
+    assert block["epochs"] == 7
+    assert block["meta"]["validation_rate"] == 1 and block["meta"]["early_stopping"]["patience"] == 3
+
+
+def test_config_without_stored_run_is_a_clear_error(tmp_path):
+    cfg = tmp_path / "nothing_stored.yml"
+    cfg.write_text(yaml.safe_dump({"experiment": {"dataset": "x", "data_config": {
+        "strategy": "fixed", "train_path": "a/train.tsv", "test_path": "a/test.tsv"},
+        "models": {"BPRMF": {"epochs": 1}}}}))
+    with pytest.raises(SystemExit, match="no stored run"):
+        bte.test_selected_config(cfg, None)
