@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -27,46 +26,18 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def selected_params(config: Path) -> dict:
-    """{model block name: params of the trial our validation selected} from the stored run of ``config``."""
-    from benchmarks.results import run_key
-    runs = json.loads((ROOT / "benchmarks" / "results_runs.json").read_text())
-    out = {}
-    for key, rec in runs.items():
-        if key.split("::")[0] == run_key(config):
-            out[key.split("::")[1]] = next(t["params"] for t in rec["trials"] if t["name"] == rec["best"])
-    return out
+from benchmarks.config_copy import pinned_copy  # noqa: E402
 
 
 def test_selected_config(config: Path, epochs: int | None, patience: int = 20, keep_grid: bool = False) -> dict:
     """The bench config with validation = test, validated every epoch, grid pinned to the selected point
     (``keep_grid``: every grid point is trained, as MMRec, which reports the grid point with the best test
     score)."""
-    raw = yaml.safe_load(config.read_text())
+    raw = pinned_copy(config, keep_grid)
     exp = raw["experiment"]
     data = exp["data_config"]
-    base = config.parent.resolve()
-
-    def absolute(value):
-        if isinstance(value, str) and ("/" in value) and not Path(value).is_absolute():
-            return str(base / value)
-        if isinstance(value, dict):
-            return {k: absolute(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [absolute(v) for v in value]
-        return value
-
-    exp["data_config"] = data = absolute(data)
     data["validation_path"] = data["test_path"]
-    chosen = {} if keep_grid else selected_params(config)
-    if not chosen and not keep_grid:
-        raise SystemExit(f"{config}: no stored run in benchmarks/results_runs.json (run benchmarks/results.py first)")
-    for name, block in exp["models"].items():
-        picked = chosen.get(name, {})
-        for key, value in list(block.items()):
-            if isinstance(value, list) and key in picked and not isinstance(picked[key], list):
-                block[key] = picked[key]
+    for block in exp["models"].values():
         cap = int(epochs or block.get("epochs", 100))
         block["epochs"] = cap
         block["meta"] = {**block.get("meta", {}), "validation_rate": 1, "validation_metric": "Recall@20",
