@@ -118,6 +118,10 @@ def test_hand_computed_metrics_with_cold_relevant_items(tmp_path):
     assert v[2]["Recall_cold"] == pytest.approx(1.0)
     assert v[2]["nDCG_cold"] == pytest.approx((1.0 + _dcg([2])) / 2)
     assert v[1]["Precision_cold"] == pytest.approx(0.5)
+    # ColdShare: cold items (4, 5) among every user's top-k slots
+    assert v[1]["ColdShare"] == pytest.approx(2 / 3)  # 4 | 4 | 1
+    assert v[2]["ColdShare"] == pytest.approx(4 / 6)  # 4 5 | 4 3 | 1 5
+    assert v[3]["ColdShare"] == pytest.approx(6 / 9)
     # the overall per-user values stay those of every test user
     assert res.users.tolist() == [0, 1, 2] and len(res.per_user[2]["Recall"]) == 3
     assert "Recall_cold" not in res.per_user[2]
@@ -142,7 +146,7 @@ def test_train_catalogue_drops_cold_test_items(tmp_path):
     ds = _hand(tmp_path, "train")  # items 0..3; test u0 {2}, u1 {3}, u2 {1}: every one is ranked first
     ev, res = _evaluate(ds, SCORES[:, :4], mask=True)
     assert res.values[1]["Recall"] == pytest.approx(1.0)
-    assert res.cold_users is None and "Recall_cold" not in res.values[1]
+    assert res.cold_users is None and "Recall_cold" not in res.values[1] and "ColdShare" not in res.values[1]
     assert not len(ev.cold_users("test"))
 
 

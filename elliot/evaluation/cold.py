@@ -6,6 +6,12 @@ the test interactions whose item is cold, as ``<metric>_cold`` (``Recall_cold``,
 ``Recall`` in ``performance/rec_cutoff_<k>_...tsv``): the users are those with >= 1 cold test item, only
 their cold test items are relevant, and the ranking is the same full ranking as the overall metrics (same
 scores and masks; a warm test item ranked above is a miss), computed in the same scoring pass.
+
+Next to them, ``ColdShare`` at every cutoff k: the share of all evaluated users' top-k slots (recommended,
+i.e. finite-scored, items only) that hold a cold item - how much of the lists a model gives to items nobody
+has interacted with yet.  The catalogue's share of cold items is the reference (TikTok: 465 of 6,710, 6.9%);
+an ID-only model, which never moves a cold item's untrained embedding, gives them ~0, and a content model
+that over-ranks them pays for it in the overall metrics.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from elliot.dataset.dataset import Dataset
 from elliot.evaluation.metrics import RankingContext, compute_metrics
 
 COLD_SUFFIX = "_cold"  # result name of a cold-start metric: Recall_cold, nDCG_cold, ...
+COLD_SHARE = "ColdShare"  # result name of the share of top-k slots given to cold items
 
 
 class ColdStart:
@@ -86,3 +93,14 @@ def add_cold_values(values: Dict[int, Dict[str, float]], cold_ctx: RankingContex
     for k in cutoffs:
         values[k].update({f"{name}{COLD_SUFFIX}": v for name, v in cold_values[k].items()})
     return cold_ctx.user_index
+
+
+def add_cold_share(values: Dict[int, Dict[str, float]], ctx: RankingContext, cold_items: np.ndarray,
+                   cutoffs: Sequence[int]) -> None:
+    """Adds ``ColdShare`` at every cutoff: cold items among the recommended (finite-scored) top-k slots of
+    every evaluated user of ``ctx``, over all those slots."""
+    for k in cutoffs:
+        top = ctx.top_items[:, :k]
+        shown = np.isfinite(ctx.top_scores[:, :k])
+        n = int(shown.sum())
+        values[k][COLD_SHARE] = float((cold_items[top] & shown).sum() / n) if n else 0.0

@@ -25,8 +25,9 @@ MMRec's protocol, read in its code (github.com/enoche/MMRec, commit e775373):
   l.12-15, ``src/utils/topk_evaluator.py`` l.88-101), as ours.
 With both settings a run follows MMRec's protocol.
 
-Cold-start metrics (``<metric>_cold`` on the test split when the catalogue holds cold items): see
-:mod:`elliot.evaluation.cold`; they are computed in the same scoring pass as the overall metrics.
+Cold-start metrics (``<metric>_cold`` on the test split when the catalogue holds cold items, and
+``ColdShare``, the share of top-k slots given to cold items): see :mod:`elliot.evaluation.cold`; they are
+computed in the same scoring pass as the overall metrics.
 
 Sampled evaluation (Elliot's ``negative_sampling``, see :mod:`elliot.evaluation.negative_sampling`): each
 user's candidates are its split items plus its negatives; every other item scores -inf, then the masks
@@ -52,7 +53,7 @@ import scipy.sparse as sp
 import torch
 
 from elliot.dataset.dataset import Dataset
-from elliot.evaluation.cold import ColdStart, add_cold_values
+from elliot.evaluation.cold import ColdStart, add_cold_share, add_cold_values
 from elliot.evaluation.metrics import (RankingContext, compute_metrics, merge_contexts, needs_full_ranks,
                                       prepare_complex_metrics)
 from elliot.evaluation.metrics.rating import RatingContext, compute_rating_metrics
@@ -342,6 +343,8 @@ class Evaluator:
         cutoffs = list(cutoffs or self.cutoffs)
         values, per_user = compute_metrics(ctx, cutoffs, names, prepared)
         cold_users = None if cold_ctx is None else add_cold_values(values, cold_ctx, cutoffs, names)
+        if cold_start and self._cold.items.any():
+            add_cold_share(values, ctx, self._cold.items, cutoffs)
         return EvaluationResult(split=split, values=values, per_user=per_user, users=self.evaluated_users(split),
                                 cold_users=cold_users)
 
