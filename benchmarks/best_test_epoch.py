@@ -3,22 +3,28 @@
     OMP_NUM_THREADS=1 python benchmarks/best_test_epoch.py config_files/bench/mmrec_protocol/grcn_tiktok.yml \
         [--epochs N] [--patience P] [--grid] [--work DIR]
 
-DiffMM's Table 1 (HKUDS code) keeps, for every model, the epoch with the best test score.  Our runs never
-select on test, so ``docs/results.md`` cannot say how much of a gap to a published number is that rule.
-This script measures it on a copy of a bench config: the validation split is replaced by the test split and
-validated every epoch (stop after ``--patience`` epochs without a new best, 20 as MMRec), so "the best validation epoch" *is* the best test epoch,
-and every list-valued hyperparameter is pinned to the configuration our validation selected in the stored
-run (``benchmarks/results_runs.json``), or, with ``--grid``, every grid point is trained and the best is
-reported (MMRec's rule: it reports the grid point with the best test score).  The catalogue is unchanged
-under ``item_catalogue: all`` (it holds every item with side information).  The number is a diagnostic for ``docs/results_notes.md``, never a
-table row: it is selected on test.  Prints the per-epoch test Recall@20 and the best epoch.
+DiffMM's Table 1 (HKUDS code) keeps, for every model, the epoch with the best test score, and MMRec reports
+the grid point with the best test score.  Our runs never select on test, so ``docs/results.md`` cannot say
+how much of a gap to a published number is that rule.  This script measures it on a copy of a bench config:
+the validation split is replaced by the test split and validated every epoch (stop after ``--patience``
+epochs without a new best, 20 as MMRec), so "the best validation epoch" *is* the best test epoch.  Every
+list-valued hyperparameter is pinned to the configuration our validation selected in the stored run
+(``benchmarks/results_runs.json``), or, with ``--grid``, every grid point is trained and the best one is
+reported.  Under ``item_catalogue: all`` the catalogue does not change (it holds every item with side
+information).
+
+The number is a diagnostic, never a table row: it is selected on test.  The script prints the per-epoch
+test Recall@20 and the best epoch and stores them in ``benchmarks/best_test_epoch_runs.json``;
+``docs/results.md``'s anchors table shows the best as a separate, labelled column.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -27,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.config_copy import pinned_copy  # noqa: E402
+
+RUNS = ROOT / "benchmarks" / "best_test_epoch_runs.json"
 
 
 def test_selected_config(config: Path, epochs: int | None, patience: int = 20, keep_grid: bool = False) -> dict:
@@ -45,6 +53,39 @@ def test_selected_config(config: Path, epochs: int | None, patience: int = 20, k
     return raw
 
 
+def curves(results_folder: Path) -> list:
+    """[{trial, curve [[epoch, test Recall@20], ...], best_epoch, best}] from a run's ``history/*.tsv``."""
+    out = []
+    for history in sorted(Path(results_folder, "history").glob("*.tsv")):
+        with history.open() as f:
+            rows = [r for r in csv.DictReader(f, delimiter="\t") if r.get("val_Recall@20")]
+        if rows:
+            curve = [[int(r["epoch"]), float(r["val_Recall@20"])] for r in rows]
+            epoch, value = max(curve, key=lambda c: c[1])
+            out.append({"trial": history.stem, "curve": curve, "best_epoch": epoch, "best": value})
+    return out
+
+
+def record(config: Path, raw: dict, trials: list, grid: bool, patience: int) -> dict:
+    """The stored entry of one diagnostic run (keyed like ``results_runs.json``: <config>::<model>)."""
+    from benchmarks.results import _commit, protocol_of, run_key
+    (name, block), = raw["experiment"]["models"].items()
+    best = max(trials, key=lambda t: t["best"])
+    return {f"{run_key(config)}::{name}": {
+        "config": str(config.resolve().relative_to(ROOT)), "model": name.split(".")[-1],
+        "dataset": raw["experiment"]["dataset"], "protocol": protocol_of(raw["experiment"]), "grid": grid,
+        "epochs": block["epochs"], "patience": patience, "commit": _commit(), "date": time.strftime("%Y-%m-%d"),
+        "trials": trials, "best": best["best"], "best_epoch": best["best_epoch"], "best_trial": best["trial"]}}
+
+
+def stored() -> dict:
+    """{our model: the best test Recall@20 of its stored diagnostic run} (TikTok, MMRec protocol)."""
+    if not RUNS.exists():
+        return {}
+    return {r["model"]: r for r in json.loads(RUNS.read_text()).values()
+            if r["dataset"] == "tiktok" and r["protocol"] == "mmrec"}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("config", type=Path)
@@ -53,26 +94,36 @@ def main(argv=None) -> None:
     parser.add_argument("--grid", action="store_true", help="train every grid point (MMRec's rule: the grid "
                         "point AND the epoch with the best test score) instead of pinning our validation's choice")
     parser.add_argument("--work", type=Path, help="folder for the copy and its results (default: a temp dir)")
+    parser.add_argument("--from-results", type=Path, metavar="DIR", help="record a finished run of this script "
+                        "from its results folder (<work>/results/<dataset>) instead of training")
     args = parser.parse_args(argv)
-    from elliot.run import run_experiment
-    work = args.work or Path(tempfile.mkdtemp(prefix="best_test_epoch_"))
-    (work / "cfg").mkdir(parents=True, exist_ok=True)
-    path = work / "cfg" / args.config.name
-    path.write_text(yaml.safe_dump(test_selected_config(args.config.resolve(), args.epochs, args.patience, args.grid), sort_keys=False))
-    result = run_experiment(path, progress=False)
-    overall = []
-    for history in sorted((result.results_folder / "history").glob("*.tsv")):
-        rows = [r for r in csv.DictReader(history.open(), delimiter="\t") if r.get("val_Recall@20")]
-        if not rows:
-            continue
-        curve = [(int(r["epoch"]), float(r["val_Recall@20"])) for r in rows]
-        best = max(curve, key=lambda c: c[1])
-        overall.append((best[1], best[0], history.stem))
-        print(f"{history.stem}\n  test Recall@20 by epoch: " + " ".join(f"{e}:{v:.4f}" for e, v in curve)
-              + f"\n  best test epoch {best[0]}: {best[1]:.4f}")
-    if len(overall) > 1:
-        value, epoch, name = max(overall)
-        print(f"best over the grid: {value:.4f} at epoch {epoch} of {name}")
+    raw = test_selected_config(args.config.resolve(), args.epochs, args.patience, args.grid)
+    if len(raw["experiment"]["models"]) != 1:
+        raise SystemExit(f"{args.config}: one model block per diagnostic run (it has "
+                         f"{', '.join(raw['experiment']['models'])})")
+    if args.from_results:
+        folder = args.from_results
+    else:
+        from elliot.run import run_experiment
+        work = args.work or Path(tempfile.mkdtemp(prefix="best_test_epoch_"))
+        (work / "cfg").mkdir(parents=True, exist_ok=True)
+        path = work / "cfg" / args.config.name
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        folder = run_experiment(path, progress=False).results_folder
+    trials = curves(folder)
+    if not trials:
+        raise SystemExit(f"{folder}: no history/*.tsv with test Recall@20 by epoch")
+    for t in trials:
+        print(f"{t['trial']}\n  test Recall@20 by epoch: " + " ".join(f"{e}:{v:.4f}" for e, v in t["curve"])
+              + f"\n  best test epoch {t['best_epoch']}: {t['best']:.4f}")
+    entry = record(args.config, raw, trials, args.grid, args.patience)
+    runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
+    runs.update(entry)
+    RUNS.write_text(json.dumps(runs, indent=1, sort_keys=True))
+    (rec,) = entry.values()
+    print(f"best: {rec['best']:.4f} at epoch {rec['best_epoch']} of {rec['best_trial']} (stored in "
+          f"{RUNS.relative_to(ROOT)})")
+
 
 if __name__ == "__main__":
     main()

@@ -36,3 +36,20 @@ def test_config_without_stored_run_is_a_clear_error(tmp_path):
         "models": {"BPRMF": {"epochs": 1}}}}))
     with pytest.raises(SystemExit, match="no stored run"):
         bte.test_selected_config(cfg, None)
+
+
+def test_curves_and_record_from_a_results_folder(tmp_path):
+    hist = tmp_path / "history"
+    hist.mkdir()
+    (hist / "GRCN_lr=0$005.tsv").write_text("epoch\tloss\tval_Recall@20\n1\t0.4\t0.0300\n2\t0.3\t0.0700\n"
+                                          "3\t0.2\t0.0650\n")
+    (hist / "GRCN_lr=0$001.tsv").write_text("epoch\tloss\tval_Recall@20\n1\t0.4\t0.0200\n2\t0.3\t\n"
+                                          "3\t0.2\t0.0720\n")
+    trials = bte.curves(tmp_path)
+    assert [(t["trial"], t["best_epoch"], t["best"]) for t in trials] == [
+        ("GRCN_lr=0$001", 3, 0.072), ("GRCN_lr=0$005", 2, 0.07)]  # rows without a validation value skipped
+    raw = bte.test_selected_config(GRCN, epochs=7, patience=3, keep_grid=True)
+    (key, rec), = bte.record(GRCN, raw, trials, True, 3).items()
+    assert key == "mmrec_protocol/grcn_tiktok.yml::external.GRCN"
+    assert rec["grid"] and rec["protocol"] == "mmrec" and rec["dataset"] == "tiktok"
+    assert (rec["best"], rec["best_epoch"], rec["best_trial"]) == (0.072, 3, "GRCN_lr=0$001")
