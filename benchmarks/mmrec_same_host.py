@@ -123,6 +123,12 @@ MODELS = {
                     "layer_num": 3, "ssl_task": "FAC", "dropout_rate": 0.3}, "slmrec_tiktok.yml", "SLMRec",
                    "MMRec's reg axis is read by no code (narrowed to 1e-4); weight_decay 1e-4 is Adam's in both"),
 }
+# models whose accuracy is compared (``--accuracy``) but that have no training epoch to time
+ACCURACY_ONLY = {
+    "ItemKNNCBF": Pair({"knn_k": 10, "shrink": 10}, "itemknncbf_tiktok.yml", "ItemKNNCBF",
+                       "no training in either (MMRec: req_training False): the kNN is built, then evaluated once"),
+}
+PAIRS = {**MODELS, **ACCURACY_ONLY}  # every model both frameworks have and this script can run
 # models both frameworks have that are not timed here: (label, short reason, full reason)
 SKIPPED = {
     "DAMRS": ("DA-MRS", "MMRec's model needs a file no MMRec script makes",
@@ -393,7 +399,7 @@ def prepare_work(args) -> tuple[str, dict]:
 
 def base_record(mmrec: Path, name: str, commit: str, counts: dict) -> dict:
     """What every stored run of ``name`` starts with: the settings passed to MMRec and where it ran."""
-    overrides, narrowed = mmrec_overrides(mmrec, name, MODELS[name].params)
+    overrides, narrowed = mmrec_overrides(mmrec, name, PAIRS[name].params)
     return {"mmrec_params": overrides, "narrowed": narrowed, "mmrec_commit": commit[:12], "data": counts,
             "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M"),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
@@ -403,7 +409,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mmrec", type=Path, help="checkout of github.com/enoche/MMRec")
     parser.add_argument("--python", default=sys.executable, help="interpreter that can import MMRec")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=list(PAIRS), help="default: every pair of the mode "
+                        f"(speed: {', '.join(MODELS)}; --accuracy adds {', '.join(ACCURACY_ONLY)})")
     parser.add_argument("--epochs", type=int, default=8, help="MMRec epochs per model")
     parser.add_argument("--our-epochs", type=int, default=5, help="epochs of each of our two probes")
     parser.add_argument("--work", type=Path, default=Path("/tmp/mmrec_same_host"))
@@ -416,6 +423,11 @@ def main(argv=None) -> None:
                         help="with --accuracy: record finished MMRec runs from their logs (src/log/<MODEL>-"
                         f"{DATASET}-<date>.log) instead of training")
     args = parser.parse_args(argv)
+    if args.models is None:
+        args.models = list(PAIRS if args.accuracy else MODELS)
+    untimed = [m for m in args.models if m not in MODELS]
+    if untimed and not args.accuracy:
+        parser.error(f"--models {' '.join(untimed)}: no training epoch to time (only with --accuracy)")
     if args.accuracy:
         if args.mmrec is None and not args.only_doc:
             parser.error("--mmrec is required (unless --only-doc)")

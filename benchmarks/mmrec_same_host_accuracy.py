@@ -5,7 +5,7 @@
 
 The second anchor issue 14 asks for next to the published table: MMRec (unmodified, through the same driver
 and shims as the speed comparison in ``mmrec_same_host.py``) trains each model on TikTok's fixed split in
-MMRec's format, at the one configuration of the speed pair (``MODELS``: our bench config's first grid point,
+MMRec's format, at the one configuration of the speed pair (``PAIRS``: our bench config's first grid point,
 in MMRec's keys), with our stopping rule in MMRec's terms: validation every ``validation_rate`` epochs
 (MMRec ``eval_step``), stop after ``patience`` validations without improvement (MMRec stops when its
 counter *exceeds* ``stopping_step``, so ``stopping_step = patience - 1``), at most our config's ``epochs``.
@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.mmrec_same_host import (DATASET, DRIVER, MODELS, SKIPPED, base_record, prepare,  # noqa: E402
-                                        prepare_work)
+from benchmarks.mmrec_same_host import (ACCURACY_ONLY, DATASET, DRIVER, PAIRS, SKIPPED, base_record,  # noqa: E402
+                                        prepare, prepare_work)
 
 RUNS = ROOT / "benchmarks" / "mmrec_same_host_accuracy_runs.json"
 DOC = ROOT / "docs" / "mmrec_same_host_accuracy.md"
@@ -43,7 +43,10 @@ METRIC_LINE = re.compile(r"([a-z]+@\d+): ([\d.]+)")
 
 
 def our_schedule(config: str, ours: str) -> dict:
-    """epochs cap, validation_rate and patience of ``ours`` in config_files/bench/<config>."""
+    """epochs cap, validation_rate and patience of ``ours`` in config_files/bench/<config> (a model without
+    training, :data:`ACCURACY_ONLY`: one epoch, one evaluation)."""
+    if ours in {p.ours for p in ACCURACY_ONLY.values()}:
+        return {"epochs": 1, "validation_rate": 1, "patience": 1}
     import yaml
     models = yaml.safe_load((BENCH / config).read_text())["experiment"]["models"]
     block = next(b for n, b in models.items() if n.split(".")[-1] == ours)
@@ -135,9 +138,9 @@ def write_doc(runs: dict) -> None:
              "| model (MMRec / ours) | MMRec test | MMRec val | MMRec best ep / ran | ours, same config: test | val "
              "| best ep / ran | ours, selected: test | val | trials | MMRec - ours (same config) | settings | cap "
              "| val every | patience | MMRec train s | when |", "|" + "---|" * 17]
-    for name in [m for m in MODELS if m in runs]:
+    for name in [m for m in PAIRS if m in runs]:
         r = runs[name]
-        label = f"{name} / {MODELS[name].ours}"
+        label = f"{name} / {PAIRS[name].ours}"
         if "mmrec" not in r:
             lines.append(f"| {label} | failed: {r.get('error', '?')[:160].replace('|', '/').replace(chr(10), ' ')} |" + " |" * 15)
             continue
@@ -158,11 +161,12 @@ def write_doc(runs: dict) -> None:
             f"{fmt(sel, 'test')} | {fmt(sel, 'valid')} | {ours.get('trials', '-')} | {diff} | {settings} | "
             f"{sched['epochs']} | {sched['validation_rate']} | {sched['patience']} | {mm['train_s']:.0f} | "
             f"{r['when']} |")
-    missing = [m for m in MODELS if m not in runs]
+    missing = [m for m in PAIRS if m not in runs]
     if missing:
         lines += ["", "**Not run yet** (the 2-core host's time went to our own runs; each takes MMRec's s/epoch "
                   "in `docs/mmrec_same_host.md` times its epochs): " + ", ".join(missing) + "."]
-    lines += ["", "**Not comparable here**: " + "; ".join(f"{label} ({why})" for label, why, _ in SKIPPED.values())
+    lines += ["", "**Not comparable here**: " + "; ".join(f"{label} ({why})" for name, (label, why, _) in SKIPPED.items()
+                                              if name not in ACCURACY_ONLY)
               + "."]
     DOC.write_text("\n".join(lines) + "\n")
 
@@ -171,17 +175,17 @@ def main(args) -> None:
     runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
     if args.only_doc:
         for name, r in runs.items():  # our side may have been re-run since
-            if name in MODELS:
-                r["ours"] = ours_at(MODELS[name].config, MODELS[name].ours)
+            if name in PAIRS:
+                r["ours"] = ours_at(PAIRS[name].config, PAIRS[name].ours)
         write_doc(runs)
         print(f"wrote {DOC.relative_to(ROOT)}")
         return
     if args.from_log:
         for path in args.from_log:
             name = path.name.split("-")[0]
-            if name not in MODELS:
-                raise SystemExit(f"{path}: {name!r} is not one of the pairs: {', '.join(MODELS)}")
-            pair = MODELS[name]
+            if name not in PAIRS:
+                raise SystemExit(f"{path}: {name!r} is not one of the pairs: {', '.join(PAIRS)}")
+            pair = PAIRS[name]
             record = {**base_record(args.mmrec, name, args.commit or "unknown", {}),
                       "schedule": our_schedule(pair.config, pair.ours),
                       "when": time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime)),
@@ -194,7 +198,7 @@ def main(args) -> None:
         return
     commit, counts = prepare_work(args)
     for name in args.models:
-        pair = MODELS[name]
+        pair = PAIRS[name]
         schedule = our_schedule(pair.config, pair.ours)
         record = {**base_record(args.mmrec, name, commit, counts), "schedule": schedule}
         overrides = record["mmrec_params"]

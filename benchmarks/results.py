@@ -157,10 +157,10 @@ def _mmrec_here(dataset: str) -> dict:
     """{our model: MMRec's test Recall@20 on this host} (``mmrec_same_host.py --accuracy``, TikTok only)."""
     if dataset != "tiktok" or not MMREC_ACCURACY.exists():
         return {}
-    from benchmarks.mmrec_same_host import MODELS
+    from benchmarks.mmrec_same_host import PAIRS
     runs = json.loads(MMREC_ACCURACY.read_text())
-    return {MODELS[name].ours: r["mmrec"]["test"]["recall@20"] for name, r in runs.items()
-            if name in MODELS and "mmrec" in r}
+    return {PAIRS[name].ours: r["mmrec"]["test"]["recall@20"] for name, r in runs.items()
+            if name in PAIRS and "mmrec" in r}
 
 
 def _best_test_epoch(dataset: str) -> dict:

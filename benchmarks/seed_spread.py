@@ -68,9 +68,9 @@ def mmrec_here(model: str) -> float | None:
     """MMRec's own test Recall@20 on this host (TikTok, MMRec protocol) for our model name, if measured."""
     if not MMREC.exists():
         return None
-    from benchmarks.mmrec_same_host import MODELS
+    from benchmarks.mmrec_same_host import PAIRS
     for name, rec in json.loads(MMREC.read_text()).items():
-        if name in MODELS and MODELS[name].ours == model and "mmrec" in rec:
+        if name in PAIRS and PAIRS[name].ours == model and "mmrec" in rec:
             return rec["mmrec"]["test"]["recall@20"]
     return None
 

@@ -134,3 +134,16 @@ def test_accuracy_reads_a_finished_run_from_mmrecs_log():
     assert (out["best_epoch"], out["epochs_run"], out["stopped_early"], out["train_s"]) == (5, 5, True, 2.7)
     with pytest.raises(RuntimeError, match="did not finish"):
         acc.parse_log(log.split("Wed INFO best valid")[0])
+
+
+def test_accuracy_only_pairs_are_compared_but_never_timed(capsys):
+    assert set(msh.ACCURACY_ONLY) <= set(msh.PAIRS) and not set(msh.ACCURACY_ONLY) & set(msh.MODELS)
+    for name, pair in msh.ACCURACY_ONLY.items():
+        models = yaml.safe_load((BENCH / pair.config).read_text())["experiment"]["models"]
+        assert any(k.split(".")[-1] == pair.ours for k in models)
+    from benchmarks import mmrec_same_host_accuracy as acc
+    assert acc.our_schedule("itemknncbf_tiktok.yml", "ItemKNNCBF") == {"epochs": 1, "validation_rate": 1,
+                                                                       "patience": 1}
+    with pytest.raises(SystemExit):
+        msh.main(["--mmrec", "/nowhere", "--models", "ItemKNNCBF"])
+    assert "no training epoch to time (only with --accuracy)" in capsys.readouterr().err
