@@ -45,9 +45,14 @@ def pinned_copy(config: Path, keep_grid: bool = False) -> dict:
     chosen = selected_params(config)
     if not chosen:
         raise SystemExit(f"{config}: no stored run in benchmarks/results_runs.json (run benchmarks/results.py first)")
+    from elliot.recommender.registry import resolve_model
     for name, block in exp["models"].items():
         picked = chosen.get(name, {})
+        # the stored params use the canonical names; the YAML may use an alias (MMRec's reg_weight = l_w)
+        canonical = {a: p.name for p in resolve_model(name, exp.get("external_models_path")).declared_params()
+                     for a in p.aliases}
         for key, value in list(block.items()):
-            if isinstance(value, list) and key in picked and not isinstance(picked[key], list):
-                block[key] = picked[key]
+            stored = picked.get(canonical.get(key, key))
+            if isinstance(value, list) and stored is not None and not isinstance(stored, list):
+                block[key] = stored
     return raw

@@ -42,3 +42,13 @@ def test_doc_counts_the_stored_row_once(tmp_path, monkeypatch):
     row = (tmp_path / "seed_spread.md").read_text().splitlines()[-1]
     # values 0.10 and 0.12: mean 0.11, sample sd 0.0141, MMRec 0.13 lies +1.4 sd above
     assert "| 0.1000 | 1: 0.1200 | 0.1100 | 0.0141 | 0.1000 - 0.1200 | 0.1300 | +1.4 |" in row
+
+
+def test_an_axis_spelled_with_an_alias_is_pinned_too():
+    smore = ss.ROOT / "config_files" / "bench" / "mmrec_protocol" / "smore_tiktok.yml"
+    original = yaml.safe_load(smore.read_text())["experiment"]["models"]["external.SMORE"]
+    assert isinstance(original["reg_weight"], list)  # MMRec's name of l_w
+    rec = json.loads(ss.RESULTS.read_text())["mmrec_protocol/smore_tiktok.yml::external.SMORE"]
+    chosen = next(t["params"] for t in rec["trials"] if t["name"] == rec["best"])
+    block = ss.seeded_config(smore, [1])["experiment"]["models"]["external.SMORE"]
+    assert block["reg_weight"] == chosen["l_w"]
