@@ -329,3 +329,22 @@ def reference_content_side_loss(model, batch, content, side):
     cl = (reference_info_nce(side[nu + batch.pos_items], content[nu + batch.pos_items])
           + reference_info_nce(side[batch.users], content[batch.users]))
     return mf + model.l_w * reg + model.cl_loss * cl
+
+
+def assert_fine_tuned_features(frozen, tuned, batch, steps: int = 3) -> None:
+    """``fine_tune_features``: the tuned model trains its feature tables (kept in the state dict, the attack
+    surface of ``features_replaced``) while its raw copy stays as loaded; the frozen one keeps the raw features."""
+    assert len(frozen.feature_tables) == 0 and set(tuned.feature_tables) == set(tuned.modalities)
+    raw = {m: tuned.feature(m).detach().clone() for m in tuned.modalities}
+    train_steps(frozen, batch, steps)
+    train_steps(tuned, batch, steps)
+    for m in tuned.modalities:
+        assert torch.equal(frozen.feature(m), getattr(frozen, f"_feat_{m}"))  # raw features, untouched
+        assert not torch.equal(tuned.feature(m).detach(), raw[m])  # trained with the model
+        assert torch.equal(getattr(tuned, f"_feat_{m}"), raw[m])  # the raw copy stays as loaded
+    assert any(k.startswith("feature_tables.") for k in tuned.state_dict())  # restored with the best epoch
+    m = tuned.modalities[0]
+    replaced = tuned.feature(m).detach() + 1.0
+    with tuned.features_replaced({m: replaced}):  # the attack surface is the trained table
+        assert tuned.feature(m) is replaced
+    assert tuned.feature(m) is tuned.feature_tables[m]

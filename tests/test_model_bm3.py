@@ -5,7 +5,8 @@ from torch.nn import functional as F
 from elliot.errors import ConfigError
 from elliot.recommender.base import TripletBatch
 from external.models.bm3 import BM3
-from tests.helpers import (assert_deterministic_training, assert_same_loss_and_grads, assert_views_agree,
+from tests.helpers import (assert_deterministic_training, assert_fine_tuned_features, assert_same_loss_and_grads,
+                           assert_views_agree,
                            model_factory, random_dataset, replaced_feature_grad, scores_with_replaced_feature,
                            single_thread_fixture, train_steps, triplet_batch)
 
@@ -153,22 +154,7 @@ def test_fork_spellings_parse():
 
 def test_fine_tune_features_trains_the_tables_and_attacks_perturb_them():
     ds = random_dataset()
-    frozen, tuned = _model(ds), _model(ds, fine_tune_features=True)
-    assert len(frozen.feature_tables) == 0 and set(tuned.feature_tables) == set(tuned.modalities)
-    raw = {m: tuned.feature(m).detach().clone() for m in tuned.modalities}
-    batch = triplet_batch(ds)
-    train_steps(frozen, batch, 3)
-    train_steps(tuned, batch, 3)
-    for m in tuned.modalities:
-        assert torch.equal(frozen.feature(m), getattr(frozen, f"_feat_{m}"))  # raw features, untouched
-        assert not torch.equal(tuned.feature(m).detach(), raw[m])  # trained with the model
-        assert torch.equal(getattr(tuned, f"_feat_{m}"), raw[m])  # the raw copy stays as loaded
-    assert any(k.startswith("feature_tables.") for k in tuned.state_dict())  # restored with the best epoch
-    m = tuned.modalities[0]
-    replaced = tuned.feature(m).detach() + 1.0
-    with tuned.features_replaced({m: replaced}):  # the attack surface is the trained table
-        assert tuned.feature(m) is replaced
-    assert tuned.feature(m) is tuned.feature_tables[m]
+    assert_fine_tuned_features(_model(ds), _model(ds, fine_tune_features=True), triplet_batch(ds))
 
 
 def test_fine_tune_features_is_refused_where_a_model_does_not_honour_it():

@@ -4,7 +4,8 @@ import torch
 from elliot.recommender.spectral import SpectralFilter
 from external.models.smore import SMORE
 from external.models.smore.smore import max_union
-from tests.helpers import (assert_branches_sum_to_score, assert_deterministic_training, assert_one_trainer_epoch,
+from tests.helpers import (assert_branches_sum_to_score, assert_deterministic_training, assert_fine_tuned_features,
+                           assert_one_trainer_epoch,
                            assert_same_loss_and_grads, assert_training_lowers_loss, assert_views_agree,
                            dense_knn_laplacian, model_factory, random_dataset, reference_content_side_loss,
                            reference_content_view, replaced_feature_grad, scores_with_replaced_feature,
@@ -134,3 +135,14 @@ def test_deterministic_and_any_number_of_modalities():
 def test_one_epoch_through_the_trainer():
     ds = structured_dataset()
     assert_one_trainer_epoch(_model(ds, batch_size=128), ds, batch_size=128)
+
+
+def test_fine_tune_features_trains_the_tables_but_keeps_the_raw_knn_graphs():
+    """MMRec's SMORE trains its feature tables (from_pretrained(freeze=False)) and builds the kNN graphs once
+    from the raw features."""
+    ds = random_dataset()
+    frozen, tuned = _model(ds), _model(ds, fine_tune_features=True)
+    graphs = [g.to_dense().clone() for g in tuned.item_graphs]
+    assert_fine_tuned_features(frozen, tuned, triplet_batch(ds))
+    assert all(torch.equal(g.to_dense(), before) for g, before in zip(tuned.item_graphs, graphs))
+    assert all(torch.equal(a.to_dense(), b.to_dense()) for a, b in zip(tuned.item_graphs, frozen.item_graphs))

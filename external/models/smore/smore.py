@@ -36,7 +36,8 @@ every other modality uses ``top_k``.  ``lambda_coeff`` is read by nothing in the
 Initialisation: Xavier-uniform ID embeddings, N(0, 1) spectral weights, default nn.Linear (as the code).
 
 Deviations: (1) the code fine-tunes the raw features (``from_pretrained(freeze=False)``); here they are fixed
-inputs read through ``self.feature(m)``; (2) the code hard-codes two modalities (image, text); here any M ≥ 1
+inputs read through ``self.feature(m)`` unless ``fine_tune_features: true`` (then trained as the code does; the
+kNN graphs stay those of the raw features, built once, as the code's); (2) the code hard-codes two modalities (image, text); here any M ≥ 1
 (the fusion spectrum is the product of all M spectra, the fusion graph the max over all M graphs, side / (M+1));
 (3) no kNN cache file, zero feature rows give zero similarity (no NaNs); (4) the preference dropout draws from
 the model's own generator seeded by ``seed`` (reproducible) and the preference module is evaluated only for the
@@ -81,6 +82,7 @@ class SMORE(ContentPlusPartsHooks, EmbeddingScoring, MultimodalRecommender):
     """SMORE (Ong & Khong, WSDM 2025); see the module docstring."""
 
     name = "SMORE"
+    fine_tunable_features = True  # every use of the features is self.feature(m) in the forward
     params = (
         Param("factors", int, 64, "size of ID embeddings and projected features (MMRec embedding_size)",
               aliases=("embedding_size",)),
