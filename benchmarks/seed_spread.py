@@ -113,7 +113,7 @@ def write_doc(runs: dict) -> None:
              "*MMRec here*: MMRec's own run on this host at our first grid point, one seed "
              "(`docs/mmrec_same_host_accuracy.md`); *z* = (MMRec here - our mean) / sd.", "",
              "| model | dataset | protocol | seed 42 (table) | other seeds | mean | sd | min - max | MMRec here | z "
-             "| config | commit | date |", "|" + "---|" * 13]
+             "| config | commit | date | note |", "|" + "---|" * 14]
     for key in sorted(runs, key=lambda k: (runs[k]["dataset"], runs[k]["protocol"], runs[k]["model"])):
         r = runs[key]
         others = [s for s in r["seeds"] if not (r["stored"] and s["seed"] == r["stored"]["seed"])]
@@ -127,7 +127,8 @@ def write_doc(runs: dict) -> None:
             f"{'-' if not r['stored'] else format(r['stored']['test'], '.4f')} | "
             + ", ".join(f"{s['seed']}: {s['test']:.4f}" for s in others)
             + f" | {mean:.4f} | {sd:.4f} | {min(values):.4f} - {max(values):.4f} | "
-              f"{'-' if mm is None else format(mm, '.4f')} | {z} | `{r['config']}` | {r['commit']} | {r['date']} |")
+              f"{'-' if mm is None else format(mm, '.4f')} | {z} | `{r['config']}` | {r['commit']} | {r['date']} | "
+              f"{r.get('note', '')} |")
     DOC.write_text("\n".join(lines) + "\n")
 
 
