@@ -334,3 +334,21 @@ def test_results_doc_has_one_section_per_protocol():
     elliot_part, mmrec_part = doc.split("## Protocol: mmrec")
     assert "## Protocol: elliot" in elliot_part and "Recall@20 cold" not in elliot_part
     assert "Recall@20 cold | nDCG@20 cold" in mmrec_part and "| 0.0123 | 0.0045 |" in mmrec_part
+
+
+def test_diffmm_negatives_all_draws_cold_items_as_the_authors_code(cold_ds):
+    """DiffMM's ``negatives: all`` (HKUDS DataHandler.negSampling: any catalogue item) vs the default 'warm'
+    (MMRec's sampler: never a cold item); the user's training items are rejected in both."""
+    from external.models.diffmm import DiffMM
+    params = {p.name: p.default for p in DiffMM.declared_params()}
+    params.update(factors=8, dims=[12], batch_size=64, diff_batch_size=10)
+    cold = cold_ds.cold_items()
+    drawn = {}
+    for rule in ("warm", "all"):
+        model = DiffMM(cold_ds, {**params, "negatives": rule}, torch.device("cpu"))
+        sampler = model.make_sampler(cold_ds, 0)
+        users = np.repeat(np.arange(cold_ds.n_users, dtype=np.int64), 50)
+        j = sampler.base.negatives(users)
+        assert not sampler.base.is_positive(users, j).any()
+        drawn[rule] = cold[j].mean()
+    assert drawn["warm"] == 0 and drawn["all"] > 0.05  # 8 of 50 items are cold

@@ -49,7 +49,8 @@ e + 1, its diffusion loop precedes the rebuild), and a diffusion step sees the c
 of the end of the previous epoch); (2) all randomness from the model's own generators seeded by ``seed``;
 (3) modalities are generic (the code hard-codes image / text / audio; ``trans`` 2 = allrecipes' mix is not
 offered); (4) BPR negatives come from the trainer's sampler (with ``item_catalogue: all`` among items with a
-training interaction); the code draws among all items; (5) ``diffusion_bf16`` (default off) runs the
+training interaction, MMRec's rule) unless ``negatives: all``, the code's rule (``DataHandler.negSampling``:
+uniform over every item of the catalogue, cold items included, the user's training items rejected); (5) ``diffusion_bf16`` (default off) runs the
 denoisers' linear layers under bfloat16 autocast, 3x faster on CPU: a precision choice, not the code's;
 (6) the generated graphs' top items are kept as buffers (in the state dict), so restoring the best epoch's
 weights also restores that epoch's graphs (the same dropout mask); evaluation uses them, as the code's test.
@@ -118,6 +119,8 @@ class DiffMM(EmbeddingScoring, MultimodalRecommender):
         Param("sampling_noise", bool, False, "add posterior noise in the reverse chain"),
         Param("diff_batch_size", int, 1024, "users per diffusion step (the code's batch)", low=1),
         Param("diffusion_bf16", bool, False, "denoisers' linear layers under bfloat16 autocast (not the code)"),
+        Param("negatives", str, "warm", "BPR negatives among the items with a training interaction ('warm', "
+              "MMRec's sampler) or among every catalogue item ('all', the authors' code)", choices=["warm", "all"]),
     )
 
     @classmethod
@@ -164,10 +167,11 @@ class DiffMM(EmbeddingScoring, MultimodalRecommender):
 
     # ---- the trainer's surface ------------------------------------------------------------------
     def make_sampler(self, dataset: Dataset, seed: int):
-        from elliot.dataset.samplers import UserChunkSampler
+        from elliot.dataset.samplers import BPRSampler, UserChunkSampler
 
-        return UserChunkSampler(super().make_sampler(dataset, seed), self.n_users, int(self.diff_batch_size),
-                                seed + 1)
+        base = (BPRSampler(dataset.train, seed) if self.negatives == "all"  # every catalogue item, as the code
+                else super().make_sampler(dataset, seed))
+        return UserChunkSampler(base, self.n_users, int(self.diff_batch_size), seed + 1)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         """One Adam (lr, no weight decay) = the code's three (their parameters never share a gradient)."""
