@@ -171,7 +171,7 @@ def _best_test_epoch(dataset: str) -> dict:
     return stored()
 
 
-def _published_rows(dataset: str, ours: dict) -> list:
+def _published_rows(dataset: str, ours: dict, selected: dict = None) -> list:
     """Issue 14's target per model: ours against the higher of the published number and MMRec on this host."""
     source, values = PUBLISHED[dataset]
     here = _mmrec_here(dataset)
@@ -196,8 +196,11 @@ def _published_rows(dataset: str, ours: dict) -> list:
         gap = "" if mine is None or target is None else f"{mine - target:+.4f}"
         met = "-" if mine is None or target is None else ("yes" if mine >= target else "**no**")
         d = diag.get(model)
+        # a pinned diagnostic of another configuration than today's selected one (the config changed since)
+        stale = d is not None and not d.get("grid") and (selected or {}).get(model) not in (None, d["best_trial"])
         test_sel = "-" if d is None else (f"{d['best']:.4f} (epoch {d['best_epoch']}"
-                                          + (", grid" if d.get("grid") else "") + ")")
+                                          + (", grid" if d.get("grid") else "")
+                                          + (", an earlier configuration" if stale else "") + ")")
         lines.append(f"| {label} | {'-' if value is None else f'{value:.4f}'} | {'-' if mm is None else f'{mm:.4f}'} | "
                      f"{'no anchor' if target is None else f'{target:.4f}'} | "
                      f"{'not run' if mine is None else f'{mine:.4f}'} | {gap} | {met} | {test_sel} |")
@@ -245,7 +248,8 @@ def render_doc(runs: dict) -> str:
                     f"{len(e['trials'])} | {_grid(e['trials'])} | `{e['best']}` | `{e['config']}` | {e['commit']} |")
             lines.append("")
             if protocol == "mmrec" and dataset in PUBLISHED:
-                lines += _published_rows(dataset, {e["model"]: b["test"]["20"]["Recall"] for e, b in zip(rows, best)})
+                lines += _published_rows(dataset, {e["model"]: b["test"]["20"]["Recall"] for e, b in zip(rows, best)},
+                                         {e["model"]: b["name"] for e, b in zip(rows, best)})
     notes = ROOT / "docs" / "results_notes.md"
     if notes.exists():
         lines += [notes.read_text().rstrip(), ""]
