@@ -78,12 +78,12 @@ def record(config: Path, raw: dict, trials: list, grid: bool, patience: int) -> 
         "trials": trials, "best": best["best"], "best_epoch": best["best_epoch"], "best_trial": best["trial"]}}
 
 
-def stored() -> dict:
-    """{our model: the best test Recall@20 of its stored diagnostic run} (TikTok, MMRec protocol)."""
+def stored(dataset: str) -> dict:
+    """{our model: its stored diagnostic run on ``dataset`` under the MMRec protocol}."""
     if not RUNS.exists():
         return {}
     return {r["model"]: r for r in json.loads(RUNS.read_text()).values()
-            if r["dataset"] == "tiktok" and r["protocol"] == "mmrec"}
+            if r["dataset"] == dataset and r["protocol"] == "mmrec"}
 
 
 def main(argv=None) -> None:

@@ -9,17 +9,20 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results_runs.json"  # the stored table runs (benchmarks/results.py)
+
+
+def selected_trials(config: Path) -> dict:
+    """{model block name: (stored run, the trial our validation selected)} from the stored runs of ``config``."""
+    from benchmarks.results import run_key
+    runs = json.loads(RESULTS.read_text())
+    return {key.split("::")[1]: (rec, next(t for t in rec["trials"] if t["name"] == rec["best"]))
+            for key, rec in runs.items() if key.split("::")[0] == run_key(config)}
 
 
 def selected_params(config: Path) -> dict:
     """{model block name: params of the trial our validation selected} from the stored run of ``config``."""
-    from benchmarks.results import run_key
-    runs = json.loads((ROOT / "benchmarks" / "results_runs.json").read_text())
-    out = {}
-    for key, rec in runs.items():
-        if key.split("::")[0] == run_key(config):
-            out[key.split("::")[1]] = next(t["params"] for t in rec["trials"] if t["name"] == rec["best"])
-    return out
+    return {name: trial["params"] for name, (_, trial) in selected_trials(config).items()}
 
 
 def absolute_paths(value, base: Path):

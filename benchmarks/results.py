@@ -153,7 +153,7 @@ PUBLISHED = {"tiktok": (
 MMREC_ACCURACY = ROOT / "benchmarks" / "mmrec_same_host_accuracy_runs.json"
 
 
-def _mmrec_here(dataset: str) -> dict:
+def mmrec_here_by_model(dataset: str) -> dict:
     """{our model: MMRec's test Recall@20 on this host} (``mmrec_same_host.py --accuracy``, TikTok only)."""
     if dataset != "tiktok" or not MMREC_ACCURACY.exists():
         return {}
@@ -163,19 +163,12 @@ def _mmrec_here(dataset: str) -> dict:
             if name in PAIRS and "mmrec" in r}
 
 
-def _best_test_epoch(dataset: str) -> dict:
-    """{our model: stored run of ``best_test_epoch.py``} (TikTok, MMRec protocol; selected on test)."""
-    if dataset != "tiktok":
-        return {}
-    from benchmarks.best_test_epoch import stored
-    return stored()
-
-
 def _published_rows(dataset: str, ours: dict, selected: dict = None) -> list:
     """Issue 14's target per model: ours against the higher of the published number and MMRec on this host."""
     source, values = PUBLISHED[dataset]
-    here = _mmrec_here(dataset)
-    diag = _best_test_epoch(dataset)
+    here = mmrec_here_by_model(dataset)
+    from benchmarks.best_test_epoch import stored
+    diag = stored(dataset)
     lines = [f"Anchors: *published* = {source}; *MMRec here* = MMRec itself on this host, same split, one "
              "configuration (our first grid point), its epoch selected on validation "
              "(`docs/mmrec_same_host_accuracy.md`).  *target* = the higher of the two.  *ours, test-selected* "

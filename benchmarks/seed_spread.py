@@ -31,12 +31,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.config_copy import pinned_copy, selected_params  # noqa: E402
+from benchmarks.config_copy import RESULTS, pinned_copy, selected_params, selected_trials  # noqa: E402, F401
 
 RUNS = ROOT / "benchmarks" / "seed_spread_runs.json"
 DOC = ROOT / "docs" / "seed_spread.md"
-RESULTS = ROOT / "benchmarks" / "results_runs.json"
-MMREC = ROOT / "benchmarks" / "mmrec_same_host_accuracy_runs.json"
 
 
 def seeded_config(config: Path, seeds: list, model: str | None = None) -> dict:
@@ -55,24 +53,17 @@ def seeded_config(config: Path, seeds: list, model: str | None = None) -> dict:
 
 def stored_row(config: Path, model: str) -> dict | None:
     """The selected trial of ``model`` in the stored table run of ``config`` (the seed-42 number)."""
-    from benchmarks.results import run_key
-    rec = json.loads(RESULTS.read_text()).get(f"{run_key(config)}::{model}")
-    if rec is None:
+    if model not in (found := selected_trials(config)):
         return None
-    t = next(t for t in rec["trials"] if t["name"] == rec["best"])
+    rec, t = found[model]
     return {"seed": int(t["params"].get("seed", 42)), "test": t["test"]["20"]["Recall"],
             "valid": t["validation"]["20"]["Recall"], "best_epoch": t["best_epoch"], "commit": rec.get("commit")}
 
 
 def mmrec_here(model: str) -> float | None:
     """MMRec's own test Recall@20 on this host (TikTok, MMRec protocol) for our model name, if measured."""
-    if not MMREC.exists():
-        return None
-    from benchmarks.mmrec_same_host import PAIRS
-    for name, rec in json.loads(MMREC.read_text()).items():
-        if name in PAIRS and PAIRS[name].ours == model and "mmrec" in rec:
-            return rec["mmrec"]["test"]["recall@20"]
-    return None
+    from benchmarks.results import mmrec_here_by_model
+    return mmrec_here_by_model("tiktok").get(model)
 
 
 def run(config: Path, seeds: list, model: str | None, work: Path) -> dict:
