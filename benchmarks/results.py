@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from elliot.errors import ElliotError  # noqa: E402
+from elliot.utils.paths import file_stem  # noqa: E402
 from benchmarks.run_store import merge_runs  # noqa: E402
 from elliot.run import run_experiment  # noqa: E402
 
@@ -190,7 +191,10 @@ def _published_rows(dataset: str, ours: dict, selected: dict = None) -> list:
         met = "-" if mine is None or target is None else ("yes" if mine >= target else "**no**")
         d = diag.get(model)
         # a pinned diagnostic of another configuration than today's selected one (the config changed since)
-        stale = d is not None and not d.get("grid") and (selected or {}).get(model) not in (None, d["best_trial"])
+        # (the diagnostic names its trial by file stem: a long name is a prefix plus a hash of the full name)
+        chosen = (selected or {}).get(model)
+        stale = (d is not None and not d.get("grid") and chosen is not None
+                 and file_stem(chosen) != file_stem(d["best_trial"]))
         test_sel = "-" if d is None else (f"{d['best']:.4f} (epoch {d['best_epoch']}"
                                           + (", grid" if d.get("grid") else "")
                                           + (", an earlier configuration" if stale else "") + ")")

@@ -352,3 +352,23 @@ def test_diffmm_negatives_all_draws_cold_items_as_the_authors_code(cold_ds):
         assert not sampler.base.is_positive(users, j).any()
         drawn[rule] = cold[j].mean()
     assert drawn["warm"] == 0 and drawn["all"] > 0.05  # 8 of 50 items are cold
+
+
+def test_anchors_table_matches_a_long_trial_name_by_its_file_stem(monkeypatch):
+    """The test-selected diagnostic names its trial by file stem (a long name is cut to a prefix plus a hash);
+    the anchors table must still recognise it as today's selected configuration, and flag another one."""
+    import benchmarks.best_test_epoch as bte
+    from benchmarks.results import _published_rows
+    from elliot.utils.paths import file_stem
+
+    long_name = "DiffMM_" + "_".join(f"p{i}={i}" for i in range(60))
+    assert file_stem(long_name) != long_name
+    diag = {"DiffMM": {"best": 0.1056, "best_epoch": 36, "grid": False, "best_trial": file_stem(long_name)}}
+    monkeypatch.setattr(bte, "stored", lambda dataset: diag)
+    row = next(r for r in _published_rows("tiktok", {"DiffMM": 0.1017}, {"DiffMM": long_name})
+               if r.startswith("| DiffMM"))
+    assert row.endswith("| 0.1056 (epoch 36) |")
+    other = long_name.replace("p59=59", "p59=58")
+    row = next(r for r in _published_rows("tiktok", {"DiffMM": 0.1017}, {"DiffMM": other})
+               if r.startswith("| DiffMM"))
+    assert row.endswith("| 0.1056 (epoch 36, an earlier configuration) |")
