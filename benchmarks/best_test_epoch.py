@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.config_copy import pinned_copy  # noqa: E402
+from benchmarks.run_store import merge_runs  # noqa: E402
 
 RUNS = ROOT / "benchmarks" / "best_test_epoch_runs.json"
 
@@ -117,9 +118,7 @@ def main(argv=None) -> None:
         print(f"{t['trial']}\n  test Recall@20 by epoch: " + " ".join(f"{e}:{v:.4f}" for e, v in t["curve"])
               + f"\n  best test epoch {t['best_epoch']}: {t['best']:.4f}")
     entry = record(args.config, raw, trials, args.grid, args.patience)
-    runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
-    runs.update(entry)
-    RUNS.write_text(json.dumps(runs, indent=1, sort_keys=True))
+    merge_runs(RUNS, lambda runs: {**runs, **entry}, {})  # under the store's lock: other writers keep their runs
     (rec,) = entry.values()
     print(f"best: {rec['best']:.4f} at epoch {rec['best_epoch']} of {rec['best_trial']} (stored in "
           f"{RUNS.relative_to(ROOT)})")

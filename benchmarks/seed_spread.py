@@ -31,6 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.run_store import merge_runs  # noqa: E402
 from benchmarks.config_copy import RESULTS, pinned_copy, selected_params, selected_trials  # noqa: E402, F401
 
 RUNS = ROOT / "benchmarks" / "seed_spread_runs.json"
@@ -131,15 +132,18 @@ def main(argv=None) -> None:
     parser.add_argument("--work", type=Path, help="folder for the copy and its results (default: a temp dir)")
     parser.add_argument("--only-doc", action="store_true", help="rewrite the doc from the stored runs")
     args = parser.parse_args(argv)
-    runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
-    if not args.only_doc:
+    if args.only_doc:
+        runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
+    else:
         if args.config is None:
             parser.error("a config is needed (or --only-doc)")
         work = args.work or Path(tempfile.mkdtemp(prefix="seed_spread_"))
-        runs.update(run(args.config, args.seeds, args.model, work))
-        RUNS.write_text(json.dumps(runs, indent=1, sort_keys=True))
+        new = run(args.config, args.seeds, args.model, work)
+        # re-read under the store's lock at the end of the (long) run: a run of another config that finished
+        # meanwhile keeps its entry
+        runs = merge_runs(RUNS, lambda stored: {**stored, **new}, {})
     write_doc(runs)
-    print(f"wrote {DOC.relative_to(ROOT)}")
+    print(f"wrote {DOC.relative_to(ROOT) if DOC.is_relative_to(ROOT) else DOC}")
 
 
 if __name__ == "__main__":

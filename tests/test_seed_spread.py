@@ -52,3 +52,23 @@ def test_an_axis_spelled_with_an_alias_is_pinned_too():
     chosen = next(t["params"] for t in rec["trials"] if t["name"] == rec["best"])
     block = ss.seeded_config(smore, [1])["experiment"]["models"]["external.SMORE"]
     assert block["reg_weight"] == chosen["l_w"]
+
+
+def test_a_run_keeps_the_entry_another_process_stored_meanwhile(tmp_path, monkeypatch):
+    """Two spreads of different configs run at once: the one that ends last must not drop the other's entry
+    (the store is re-read under its lock when a run ends, not when it starts)."""
+    monkeypatch.setattr(ss, "RUNS", tmp_path / "runs.json")
+    monkeypatch.setattr(ss, "DOC", tmp_path / "seed_spread.md")
+    monkeypatch.setattr(ss, "mmrec_here", lambda model: None)
+    entry = {"model": "M", "dataset": "tiktok", "protocol": "mmrec", "config": "c.yml", "commit": "abc",
+             "date": "2026-12-07", "stored": {"seed": 42, "test": 0.10}, "seeds": [{"seed": 1, "test": 0.11}]}
+    ss.RUNS.write_text(json.dumps({"old::M": entry}))
+
+    def run(config, seeds, model, work):  # another process finishes its spread while this one trains
+        stored = json.loads(ss.RUNS.read_text())
+        ss.RUNS.write_text(json.dumps({**stored, "other::M": entry}))
+        return {"mine::M": entry}
+
+    monkeypatch.setattr(ss, "run", run)
+    ss.main([str(FREEDOM), "--seeds", "1", "--work", str(tmp_path)])
+    assert set(json.loads(ss.RUNS.read_text())) == {"old::M", "other::M", "mine::M"}
