@@ -54,8 +54,24 @@ def test_selected_config(config: Path, epochs: int | None, patience: int = 20, k
     return raw
 
 
+def _full_names(results_folder: Path) -> dict:
+    """{history file stem: full trial name} from the run's trials store: a history file is named by
+    ``file_stem``, which cuts a long configuration name to a prefix plus a hash."""
+    from elliot.search.store import TrialStore
+    from elliot.utils.paths import file_stem
+    names = {}
+    for trials in sorted(Path(results_folder, "trials").glob("*.jsonl")):
+        for rec in TrialStore(trials.parent, trials.stem).records():
+            name = (rec.get("result") or {}).get("name")
+            if name:
+                names[file_stem(name)] = name
+    return names
+
+
 def curves(results_folder: Path) -> list:
-    """[{trial, curve [[epoch, test Recall@20], ...], best_epoch, best}] from a run's ``history/*.tsv``."""
+    """[{trial, curve [[epoch, test Recall@20], ...], best_epoch, best}] from a run's ``history/*.tsv``
+    (``trial``: the full configuration name when the trials store has it, else the file's stem)."""
+    names = _full_names(results_folder)
     out = []
     for history in sorted(Path(results_folder, "history").glob("*.tsv")):
         with history.open() as f:
@@ -63,7 +79,8 @@ def curves(results_folder: Path) -> list:
         if rows:
             curve = [[int(r["epoch"]), float(r["val_Recall@20"])] for r in rows]
             epoch, value = max(curve, key=lambda c: c[1])
-            out.append({"trial": history.stem, "curve": curve, "best_epoch": epoch, "best": value})
+            out.append({"trial": names.get(history.stem, history.stem), "curve": curve, "best_epoch": epoch,
+                        "best": value})
     return out
 
 

@@ -191,7 +191,8 @@ def _published_rows(dataset: str, ours: dict, selected: dict = None) -> list:
         met = "-" if mine is None or target is None else ("yes" if mine >= target else "**no**")
         d = diag.get(model)
         # a pinned diagnostic of another configuration than today's selected one (the config changed since)
-        # (the diagnostic names its trial by file stem: a long name is a prefix plus a hash of the full name)
+        # (compared by file stem: records written before best_test_epoch.curves read the full name back name a
+        # long trial by its history file's stem, a prefix plus a hash of the full name)
         chosen = (selected or {}).get(model)
         stale = (d is not None and not d.get("grid") and chosen is not None
                  and file_stem(chosen) != file_stem(d["best_trial"]))

@@ -53,3 +53,18 @@ def test_curves_and_record_from_a_results_folder(tmp_path):
     assert key == "mmrec_protocol/grcn_tiktok.yml::external.GRCN"
     assert rec["grid"] and rec["protocol"] == "mmrec" and rec["dataset"] == "tiktok"
     assert (rec["best"], rec["best_epoch"], rec["best_trial"]) == (0.072, 3, "GRCN_lr=0$001")
+
+
+def test_curves_name_a_long_trial_by_its_full_name_from_the_trials_store(tmp_path):
+    """A long configuration name is cut to a file stem for its history file; the diagnostic records the full
+    name (read back from the run's trials store), so it can be compared with the table's selected trial."""
+    from elliot.search.store import FORMAT, TrialStore
+    from elliot.utils.paths import file_stem
+
+    name = "DiffMM_" + "_".join(f"p{i}={i}" for i in range(60))
+    (tmp_path / "history").mkdir()
+    (tmp_path / "history" / f"{file_stem(name)}.tsv").write_text("epoch\tloss\tval_Recall@20\n1\t0.4\t0.0500\n")
+    TrialStore(tmp_path / "trials", "external.DiffMM").append(
+        {"format": FORMAT, "key": "k1", "status": "ok", "result": {"name": name, "model": "external.DiffMM"}})
+    (trial,) = bte.curves(tmp_path)
+    assert trial["trial"] == name and trial["best"] == 0.05
